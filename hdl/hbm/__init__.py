@@ -1,0 +1,1 @@
+"""HBM memory controller: timing presets (timing.py) and the controller RTL."""
