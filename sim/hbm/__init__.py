@@ -1,0 +1,1 @@
+"""HBM verification parts: device model with JEDEC checker, DFI monitor, ECC golden model, traffic."""

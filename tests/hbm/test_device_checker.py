@@ -1,0 +1,467 @@
+"""The HBM device model's JEDEC checker, rule by rule.
+
+For each timing rule: a hand-written command sequence whose last command comes ONE cycle too early
+must be caught and named (and nothing else may fire), and the same sequence with the last command
+at exactly the minimum spacing must pass. Together they pin the boundary (min - 1 fails, min
+passes). Every timing case runs on every preset, with the spacings taken from the resolved timing,
+so the check follows the data in hdl/hbm/timing.py. State and bus rules get an illegal and a legal
+sequence each.
+"""
+
+import pytest
+
+from diestack.hdl.hbm.timing import PRESETS, resolve
+from diestack.sim.hbm.device import COMMANDS, Command, HBMDevice, TimingViolation
+
+# Banks: A and B share a bank group, C is another group, D another SID (needs sids >= 2).
+A = dict(sid=0, bg=0, ba=0)
+B = dict(sid=0, bg=0, ba=1)
+C = dict(sid=0, bg=1, ba=0)
+D = dict(sid=1, bg=0, ba=0)
+FAR = 200            # a cycle by which every ACT-related constraint of the prefix has expired
+
+
+def act(cyc, bank, row=1):
+    return (cyc, "ACT", dict(bank, row=row))
+
+
+def col(cyc, cmd, bank, c=0):
+    kw = dict(bank, col=c)
+    if cmd in ("WR", "WRA"):
+        kw["data"] = cyc            # data given with the command (no separate write_data call)
+    return (cyc, cmd, kw)
+
+
+def row(cyc, cmd, bank=None):
+    return (cyc, cmd, dict(bank or {}))
+
+
+# Each case: t -> (prefix, (cmd, kwargs) of the last command, the earliest legal cycle for it).
+# A case may also need overrides so that its rule is the only binding one (listed in OVERRIDES).
+def c_tRCD_RD(t):
+    return [act(0, A)], ("RD", dict(A, col=3)), t.tRCD_RD
+
+
+def c_tRCD_WR(t):
+    return [act(0, A)], ("WR", dict(A, col=3, data=7)), t.tRCD_WR
+
+
+def c_tRP(t):
+    return [act(0, A), row(t.tRC, "PRE", A)], ("ACT", dict(A, row=2)), t.tRC + t.tRP
+
+
+def c_tRP_prea(t):
+    return [act(0, A), row(t.tRC, "PREA")], ("ACT", dict(A, row=2)), t.tRC + t.tRP
+
+
+def c_tRP_rda(t):
+    # RDA precharges internally at max(RDA + tRTP, ACT + tRAS); tRP counts from there.
+    rd = max(t.tRCD_RD, t.tRAS)          # late enough that tRC is not the binding rule
+    ap = max(rd + t.tRTP, t.tRAS)
+    return [act(0, A), col(rd, "RDA", A)], ("ACT", dict(A, row=2)), max(ap + t.tRP, t.tRC)
+
+
+def c_tRP_wra(t):
+    wr = max(t.tRCD_WR, t.tRAS)
+    ap = max(wr + t.WL + t.BL + t.tWR, t.tRAS)
+    return [act(0, A), col(wr, "WRA", A)], ("ACT", dict(A, row=2)), max(ap + t.tRP, t.tRC)
+
+
+def c_tRP_ref(t):
+    return [act(0, A), row(t.tRC, "PRE", A)], ("REFab", {}), t.tRC + t.tRP
+
+
+def c_tRAS(t):
+    return [act(0, A)], ("PRE", A), t.tRAS
+
+
+def c_tRC(t):                      # needs tRC > tRAS + tRP (override)
+    return [act(0, A), row(t.tRAS, "PRE", A)], ("ACT", dict(A, row=2)), t.tRC
+
+
+def c_tCCD_L(t):
+    return [act(0, A), act(FAR, B), col(2 * FAR, "RD", A)], ("RD", dict(B, col=1)), 2 * FAR + t.tCCD_L
+
+
+def c_tCCD_L_wr(t):
+    return [act(0, A), act(FAR, B), col(2 * FAR, "WR", A)], ("WR", dict(B, col=1, data=7)), 2 * FAR + t.tCCD_L
+
+
+def c_tCCD_S(t):
+    return [act(0, A), act(FAR, C), col(2 * FAR, "RD", A)], ("RD", dict(C, col=1)), 2 * FAR + t.tCCD_S
+
+
+def c_tCCD_R(t):                   # needs sids >= 2 (override for HBM2)
+    return [act(0, A), act(FAR, D), col(2 * FAR, "RD", A)], ("RD", dict(D, col=1)), 2 * FAR + t.tCCD_R
+
+
+def c_tCCD_R_wr(t):
+    return [act(0, A), act(FAR, D), col(2 * FAR, "WR", A)], ("WR", dict(D, col=1, data=7)), 2 * FAR + t.tCCD_R
+
+
+def c_tRRD_L(t):
+    return [act(0, A)], ("ACT", dict(B, row=5)), t.tRRD_L
+
+
+def c_tRRD_S(t):
+    return [act(0, A)], ("ACT", dict(C, row=5)), t.tRRD_S
+
+
+def c_tFAW(t):                     # needs tFAW > 4 x tRRD_S (override where the preset has less)
+    s = t.tRRD_S
+    banks = [dict(sid=0, bg=g, ba=0) for g in range(4)]
+    prefix = [act(i * s, b) for i, b in enumerate(banks)]
+    return prefix, ("ACT", dict(sid=0, bg=0, ba=1, row=9)), t.tFAW
+
+
+def c_tWR(t):
+    w = FAR
+    return [act(0, A), col(w, "WR", A)], ("PRE", A), w + t.WL + t.BL + t.tWR
+
+
+def c_tWR_prea(t):
+    w = FAR
+    return [act(0, A), col(w, "WR", A)], ("PREA", {}), w + t.WL + t.BL + t.tWR
+
+
+def c_tWTR_L(t):
+    w = FAR
+    return [act(0, A), act(FAR // 2, B), col(w, "WR", A)], ("RD", dict(B, col=0)), w + t.WL + t.BL + t.tWTR_L
+
+
+def c_tWTR_S(t):
+    w = FAR
+    return [act(0, A), act(FAR // 2, C), col(w, "WR", A)], ("RD", dict(C, col=0)), w + t.WL + t.BL + t.tWTR_S
+
+
+def c_tRTP(t):
+    r = FAR
+    return [act(0, A), col(r, "RD", A)], ("PRE", A), r + t.tRTP
+
+
+def c_tRTW(t):
+    r = FAR
+    return [act(0, A), act(FAR // 2, C), col(r, "RD", A)], ("WR", dict(C, col=0, data=7)), r + t.tRTW
+
+
+def c_tPPD(t):                     # needs tPPD >= 2 (HBM3 has 2; override for HBM2/2E)
+    return [act(0, A), act(FAR // 2, C), row(FAR, "PRE", A)], ("PRE", C), FAR + t.tPPD
+
+
+def c_tRFC(t):
+    return [row(0, "REFab")], ("ACT", dict(A, row=1)), t.tRFC
+
+
+def c_tRFC_ref(t):
+    return [row(0, "REFab")], ("REFab", {}), t.tRFC
+
+
+def c_tRFCpb(t):
+    return [row(0, "REFpb", A)], ("ACT", dict(A, row=1)), t.tRFCpb
+
+
+def c_tRFCpb_refab(t):
+    return [row(0, "REFpb", A)], ("REFab", {}), t.tRFCpb
+
+
+def c_tRREFD(t):
+    return [row(0, "REFpb", A)], ("ACT", dict(C, row=1)), t.tRREFD
+
+
+def c_tRREFD_ref(t):
+    return [row(0, "REFpb", A)], ("REFpb", C), t.tRREFD
+
+
+TIMING_CASES = {
+    "tRCD_RD": c_tRCD_RD, "tRCD_WR": c_tRCD_WR,
+    "tRP": c_tRP, "tRP/PREA": c_tRP_prea, "tRP/RDA": c_tRP_rda, "tRP/WRA": c_tRP_wra,
+    "tRP/REFab": c_tRP_ref,
+    "tRAS": c_tRAS, "tRC": c_tRC,
+    "tCCD_L": c_tCCD_L, "tCCD_L/WR": c_tCCD_L_wr, "tCCD_S": c_tCCD_S,
+    "tCCD_R": c_tCCD_R, "tCCD_R/WR": c_tCCD_R_wr,
+    "tRRD_L": c_tRRD_L, "tRRD_S": c_tRRD_S, "tFAW": c_tFAW,
+    "tWR": c_tWR, "tWR/PREA": c_tWR_prea, "tWTR_L": c_tWTR_L, "tWTR_S": c_tWTR_S,
+    "tRTP": c_tRTP, "tRTW": c_tRTW, "tPPD": c_tPPD,
+    "tRFC": c_tRFC, "tRFC/REFab": c_tRFC_ref, "tRFCpb": c_tRFCpb, "tRFCpb/REFab": c_tRFCpb_refab,
+    "tRREFD": c_tRREFD, "tRREFD/REFpb": c_tRREFD_ref,
+}
+
+
+def overrides_for(case, t):
+    """Overrides that make the case's rule the only one binding at its boundary."""
+    o = {}
+    if case == "tRC":
+        o["tRC"] = t.tRAS + t.tRP + 3
+    if case.startswith("tCCD_R"):
+        o["sids"] = max(2, t.sids)
+    if case == "tFAW" and t.tFAW <= 4 * t.tRRD_S:
+        o["tFAW"] = 4 * t.tRRD_S + 3
+    if case == "tPPD" and t.tPPD < 2:
+        o["tPPD"] = 2
+    return o
+
+
+def play(dev, seq):
+    out = []
+    for cyc, cmd, kw in seq:
+        out.append(dev.issue(cyc, cmd, **kw))
+    return out
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("case", list(TIMING_CASES))
+def test_timing_rule_boundary(preset, case):
+    base = resolve(preset)
+    t = resolve(preset, overrides_for(case, base))
+    rule = case.split("/")[0]
+    prefix, (cmd, kw), legal = TIMING_CASES[case](t)
+    assert legal >= 1 and all(c < legal for c, _, _ in prefix), "case is built wrong"
+
+    # min - 1: caught, named, and the only rule that fires.
+    dev = HBMDevice(t, strict=False, check_refresh=False)
+    play(dev, prefix)
+    assert dev.violation_total == 0, f"{case} prefix is not legal: {dev.violations}"
+    dev.issue(legal - 1, cmd, **kw)
+    assert dict(dev.violation_counts) == {rule: 1}, f"{preset} {case}: {dev.violations}"
+
+    # strict: raises, and the message names the rule and both commands with their cycles.
+    dev = HBMDevice(t, strict=True, check_refresh=False)
+    play(dev, prefix)
+    with pytest.raises(TimingViolation) as info:
+        dev.issue(legal - 1, cmd, **kw)
+    v = info.value
+    assert v.rule == rule
+    text = str(v)
+    assert rule in text and cmd in text and f"@ cycle {legal - 1}" in text, text
+    assert v.earlier_cmd is not None and f"@ cycle {v.earlier_cmd.cycle}" in text, text
+    assert v.earlier_cmd.cmd in text
+    assert v.actual == v.needed - 1, text
+
+    # min: passes.
+    dev = HBMDevice(t, strict=True, check_refresh=False)
+    play(dev, prefix)
+    dev.issue(legal, cmd, **kw)
+    assert dev.violation_total == 0
+
+
+# --- refresh deadline -------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_refresh_deadline_eight_postponed(preset):
+    """With no refresh, the 9th interval's refresh is late: a command at 9 x tREFI - 1 passes, at 9 x tREFI fails."""
+    t = resolve(preset)
+    dev = HBMDevice(t, strict=True)
+    dev.issue(9 * t.tREFI - 1, "ACT", **A, row=0)
+    dev = HBMDevice(t, strict=False)
+    dev.issue(9 * t.tREFI, "ACT", **A, row=0)
+    assert dict(dev.violation_counts) == {"tREFI": 1}
+    v = dev.violations[0]
+    assert "tREFI" in str(v) and "power-up" in str(v) and "ACT" in str(v), str(v)
+
+
+def test_refresh_postponed_then_caught_up():
+    """Eight postponed refreshes issued back to back (tRFC apart) satisfy the deadline; one fewer does not."""
+    t = resolve("hbm2")
+    start = 8 * t.tREFI + 10
+    dev = HBMDevice(t, strict=True)
+    for k in range(8):
+        dev.issue(start + k * t.tRFC, "REFab")
+    # 8 done: the next one is due by (8 + 9) x tREFI
+    dev.issue(17 * t.tREFI - 1, "ACT", **A, row=0)
+    assert dev.finish(17 * t.tREFI - 1) == 0
+    dev = HBMDevice(t, strict=False)
+    for k in range(7):
+        dev.issue(start + k * t.tRFC, "REFab")
+    dev.issue(16 * t.tREFI, "ACT", **A, row=0)
+    assert dict(dev.violation_counts) == {"tREFI": 1}, dev.violations
+    assert "REFab" in str(dev.violations[0])
+
+
+def test_refresh_deadline_at_finish():
+    t = resolve("hbm2")
+    dev = HBMDevice(t, strict=False)
+    dev.issue(t.tREFI, "REFab")
+    assert dev.finish(10 * t.tREFI - 1) == 0
+    assert dev.finish(10 * t.tREFI) == 1
+    assert "end @ cycle" in str(dev.violations[0])
+
+
+def test_refresh_pull_in_capped():
+    """Refreshes pulled in count at most 8 intervals ahead of the schedule."""
+    t = resolve("hbm2")
+    dev = HBMDevice(t, strict=False)
+    for k in range(12):                  # 12 pulled in at once: only 8 count
+        dev.issue(10 + k * t.tRFC, "REFab")
+    dev.issue(8 * t.tREFI, "REFab")      # 9 done (13 without the cap)
+    dev.issue(16 * t.tREFI, "REFab")     # 10 done (14 without the cap) -> due by (10 + 9) x tREFI
+    dev.issue(19 * t.tREFI - 1, "ACT", **A, row=0)
+    assert dev.violation_total == 0, dev.violations
+    dev.issue(19 * t.tREFI, "PRE", **C)
+    assert dict(dev.violation_counts) == {"tREFI": 1}
+    assert "10 refreshes owed" not in str(dev.violations[0])   # 19 due - 10 done = 9 owed
+    assert "9 refreshes owed" in str(dev.violations[0])
+
+
+def test_refresh_gap_at_most_nine_intervals():
+    """No bank may go 9 x tREFI without a refresh, even with refreshes pulled in."""
+    t = resolve("hbm2")
+    dev = HBMDevice(t, strict=False)
+    for k in range(8):
+        dev.issue(10 + k * t.tRFC, "REFab")
+    last = 10 + 7 * t.tRFC
+    dev.issue(last + 9 * t.tREFI - 1, "ACT", **A, row=0)
+    assert dev.violation_total == 0
+    dev.issue(last + 9 * t.tREFI, "PRE", **C)
+    assert dict(dev.violation_counts) == {"tREFI": 1}
+    assert "not refreshed since cycle" in str(dev.violations[0])
+
+
+def test_per_bank_refresh_round_robin_and_starved_bank():
+    """REFpb to every bank in turn (tREFIpb apart) is legal forever; refreshing one bank only is caught."""
+    t = resolve("hbm2")
+    dev = HBMDevice(t, strict=True)
+    cyc = 0
+    for k in range(12 * t.banks):
+        b = k % t.banks
+        cyc += t.tREFIpb
+        dev.issue(cyc, "REFpb", sid=0, bg=b // 4, ba=b % 4)
+    assert dev.finish(cyc + 1) == 0
+    dev = HBMDevice(t, strict=False)
+    cyc = 0
+    while cyc < 9 * t.tREFI + t.tRFCpb:
+        cyc += t.tRFCpb
+        dev.issue(cyc, "REFpb", **A)
+    assert dev.violation_counts["tREFI"] >= 1
+    assert "not refreshed" in str(dev.violations[0]) and "bg0 ba1" in str(dev.violations[0])
+
+
+# --- state and bus rules ------------------------------------------------------------------------
+STATE_CASES = {
+    # name: (rule, illegal sequence, legal sequence)
+    "ACT to open bank": ("bank_open",
+                         [act(0, A), act(100, A, row=2)],
+                         [act(0, A), row(60, "PRE", A), act(100, A, row=2)]),
+    "REFab with a bank open": ("bank_open",
+                               [act(0, A), row(500, "REFab")],
+                               [act(0, A), row(100, "PRE", A), row(500, "REFab")]),
+    "REFpb to open bank": ("bank_open",
+                           [act(0, A), row(500, "REFpb", A)],
+                           [act(0, A), row(500, "REFpb", B)]),
+    "RD to never-opened bank": ("bank_closed", [col(10, "RD", A)], [act(0, A), col(30, "RD", A)]),
+    "WR to precharged bank": ("bank_closed",
+                              [act(0, A), row(60, "PRE", A), col(100, "WR", A)],
+                              [act(0, A), col(40, "WR", A), row(100, "PRE", A)]),
+    "RD after RDA": ("bank_closed",
+                     [act(0, A), col(30, "RDA", A), col(40, "RD", A, 1)],
+                     [act(0, A), col(30, "RD", A), col(40, "RDA", A, 1)]),
+    "two row commands in one cycle": ("row_bus",
+                                      [act(0, A), row(0, "PRE", C)],
+                                      [act(0, A), row(1, "PRE", C)]),
+    "two column commands in one cycle": ("col_bus",
+                                         [act(0, A), act(10, C), col(100, "RD", A), col(100, "RD", C)],
+                                         [act(0, A), act(10, C), col(100, "RD", A), col(102, "RD", C)]),
+    "row out of range": ("address", [act(0, A, row=1 << 20)], [act(0, A, row=0)]),
+    "bank group out of range": ("address", [act(0, dict(sid=0, bg=7, ba=0))], [act(0, dict(sid=0, bg=3, ba=0))]),
+    "column out of range": ("address", [act(0, A), col(40, "RD", A, 999)], [act(0, A), col(40, "RD", A, 31)]),
+}
+
+
+@pytest.mark.parametrize("case", list(STATE_CASES))
+def test_state_and_bus_rules(case):
+    rule, illegal, legal = STATE_CASES[case]
+    t = resolve("hbm2")
+    dev = HBMDevice(t, strict=False, check_refresh=False)
+    play(dev, illegal)
+    assert dev.violation_counts[rule] == 1, dev.violations
+    first = dev.violations[0]
+    assert first.rule == rule and rule in str(first) and str(first.later_cmd) in str(first)
+    dev = HBMDevice(t, strict=True, check_refresh=False)
+    with pytest.raises(TimingViolation) as info:
+        play(dev, illegal)
+    assert info.value.rule == rule
+    dev = HBMDevice(t, strict=True, check_refresh=False)
+    play(dev, legal)
+    assert dev.violation_total == 0
+
+
+def test_write_data_must_come_wl_after_write():
+    t = resolve("hbm3")
+    dev = HBMDevice(t, strict=False, check_refresh=False)
+    dev.issue(0, "ACT", **A, row=3)
+    dev.issue(t.tRCD_WR, "WR", **A, col=4)
+    dev.write_data(t.tRCD_WR + t.WL - 1, 0x1234)       # one cycle early: stray, then missing
+    dev.finish(t.tRCD_WR + t.WL + 5)
+    assert dev.violation_counts["write_data"] == 2, dev.violations
+    dev = HBMDevice(t, strict=True, check_refresh=False)
+    dev.issue(0, "ACT", **A, row=3)
+    w = t.tRCD_WR
+    dev.issue(w, "WR", **A, col=4)
+    dev.write_data(w + t.WL, 0x1234)
+    due, data = dev.issue(w + t.WL + t.BL + t.tWTR_L, "RD", **A, col=4)
+    assert (due, data) == (w + t.WL + t.BL + t.tWTR_L + t.RL, 0x1234)
+    assert dev.finish(due) == 0
+
+
+def test_violation_message_names_rule_and_both_commands():
+    t = resolve("hbm2")
+    dev = HBMDevice(t)
+    dev.issue(100, "ACT", sid=0, bg=1, ba=2, row=7)
+    with pytest.raises(TimingViolation) as info:
+        dev.issue(110, "RD", sid=0, bg=1, ba=2, col=5)
+    assert str(info.value) == ("tRCD_RD violated: RD sid0 bg1 ba2 col 5 @ cycle 110 after "
+                               "ACT sid0 bg1 ba2 row 7 @ cycle 100: spacing 10 cycles, needs >= 14")
+
+
+# --- data ---------------------------------------------------------------------------------------
+def test_data_store_mask_and_read_latency():
+    t = resolve("hbm2")
+    dev = HBMDevice(t, check_refresh=False)
+    dev.issue(0, "ACT", **C, row=77)
+    full = int.from_bytes(bytes(range(32)), "little")
+    dev.issue(20, "WR", **C, col=9, data=full)
+    # masked write: bytes 0 and 31 keep their old value
+    new = int.from_bytes(b"\xAA" * 32, "little")
+    dev.issue(24, "WR", **C, col=9, data=new, mask=(1 << 0) | (1 << 31))
+    due, data = dev.issue(24 + t.WL + t.BL + t.tWTR_L, "RD", **C, col=9)
+    expect = bytearray(b"\xAA" * 32)
+    expect[0], expect[31] = 0, 31
+    assert data == int.from_bytes(expect, "little")
+    assert due == 24 + t.WL + t.BL + t.tWTR_L + t.RL
+    # another row of the same bank is a different location; unwritten reads 0
+    dev.issue(200, "PRE", **C)
+    dev.issue(300, "ACT", **C, row=78)
+    assert dev.issue(330, "RD", **C, col=9)[1] == 0
+    assert dev.peek(0, 1, 0, 77, 9) == int.from_bytes(expect, "little")
+
+
+def test_error_injection_flips_stored_bits():
+    t = resolve("hbm2")
+    dev = HBMDevice(t, data_bytes=36, check_refresh=False)
+    dev.issue(0, "ACT", **A, row=1)
+    dev.issue(20, "WR", **A, col=2, data=(1 << 287) | 5)
+    assert dev.written() == [(0, 0, 0, 1, 2)]
+    dev.flip_bits(0, 0, 0, 1, 2, [0, 287])
+    assert dev.issue(60, "RD", **A, col=2)[1] == 4
+    with pytest.raises(ValueError):
+        dev.flip_bits(0, 0, 0, 1, 2, [288])
+
+
+def test_counters_and_location_roundtrip():
+    t = resolve("hbm3")
+    dev = HBMDevice(t, check_refresh=False)
+    dev.issue(0, "ACT", **D, row=5)
+    dev.issue(t.tRCD_RD, "RD", **D, col=1)
+    dev.issue(t.tRCD_RD + t.tCCD_L, "RDA", **D, col=2)
+    assert dev.command_counts == {"ACT": 1, "RD": 1, "RDA": 1}
+    assert set(dev.command_counts) <= set(COMMANDS)
+    for loc in [(0, 0, 0, 0, 0), (1, 3, 3, t.rows - 1, t.columns - 1), (1, 2, 1, 77, 5)]:
+        assert dev.location(dev.key(*loc)) == loc
+    assert str(Command(5, "REFab", None, None, None, None, None)) == "REFab @ cycle 5"
+
+
+def test_commands_out_of_order_are_a_usage_error():
+    dev = HBMDevice(resolve("hbm2"))
+    dev.issue(10, "PREA")
+    with pytest.raises(ValueError):
+        dev.issue(9, "PREA")
+    with pytest.raises(ValueError):
+        dev.issue(20, "NOP")
