@@ -1,0 +1,268 @@
+"""Lane-level channel model between die A and die B (error injection for the D2D link).
+
+A *lane word* is what one die's TX drives in one clock: ``lanes`` physical lanes (data lanes plus
+spares, see hdl/d2d/lanes.py) of ``ui_per_cycle`` unit intervals each. As an integer, lane ``i``
+occupies bits ``[i*U, (i+1)*U)`` and bit ``i*U + t`` is UI ``t`` of that lane in the cycle (UI 0 is
+sent first). As an array it is ``uint8`` bits of shape ``(lanes, U)``.
+
+Impairments, applied in this order to each word (a word is one cycle):
+
+1. random bit errors: every bit flips independently with probability ``ber`` (seeded numpy RNG;
+   geometric gaps between errors, so the cost is O(errors), not O(bits));
+2. burst errors: every ``burst_every`` bits of the link's bit stream a burst starts and inverts
+   ``burst_len`` consecutive UIs of one lane (a lane glitch). Bits are numbered
+   ``g = (cycle * lanes + lane) * U + t``; the burst starting at ``g = k * burst_every`` (k >= 1)
+   hits lane ``(g // U) % lanes`` from UI ``t`` on, continuing into later cycles if needed;
+3. a stuck lane: TX physical lane ``stuck_lane`` reads ``stuck_value`` on the far side;
+4. reversed wiring: RX lane ``j`` receives TX lane ``lanes - 1 - j`` (d2d.md §1.7: reversal is a
+   package property that the TX undoes);
+5. latency: the word appears at the RX ``latency`` cycles later (zeros before that).
+
+The Valid lane and the sideband are modelled as reliable (UCIe has redundant Valid and sideband
+lanes, d2d.md §1.7); they get the same latency as the data lanes. ``sideband_drop`` optionally
+drops whole sideband messages with a probability (seeded).
+
+Use :class:`Channel` in plain Python (``step`` per cycle, ``transmit`` for a block of cycles,
+vectorised) and :func:`connect` in a cocotb testbench to move words between two DUT ports.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...hdl.common.params import ConfigError, check_int, check_number
+
+__all__ = ["ChannelConfig", "Channel", "connect", "amaranth_connect", "word_to_bits", "bits_to_word"]
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """Channel parameters (validated; a bad value raises ConfigError naming the field)."""
+
+    lanes: int = 16
+    ui_per_cycle: int = 8
+    latency: int = 0
+    ber: float = 0.0
+    burst_every: int = 0
+    burst_len: int = 0
+    stuck_lane: int = -1          # -1: none
+    stuck_value: int = 0
+    reverse: bool = False
+    sideband_drop: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("lanes", self.lanes, lo=1, hi=1024)
+        check_int("ui_per_cycle", self.ui_per_cycle, lo=1, hi=4096)
+        check_int("latency", self.latency, lo=0, hi=1 << 20)
+        check_number("ber", self.ber, lo=0.0, hi=0.5)
+        check_int("burst_every", self.burst_every, lo=0)
+        check_int("burst_len", self.burst_len, lo=0)
+        if self.burst_every and not self.burst_len:
+            raise ConfigError("burst_len", "must be at least 1 when burst_every is set")
+        if self.burst_len and self.burst_every and self.burst_len > self.burst_every:
+            raise ConfigError("burst_len", f"must not exceed burst_every ({self.burst_every})")
+        check_int("stuck_lane", self.stuck_lane, lo=-1, hi=self.lanes - 1)
+        check_int("stuck_value", self.stuck_value, choices=(0, 1))
+        if not isinstance(self.reverse, bool):
+            raise ConfigError("reverse", f"must be a bool, not {self.reverse!r}")
+        check_number("sideband_drop", self.sideband_drop, lo=0.0, hi=1.0)
+        check_int("seed", self.seed, lo=0)
+
+
+def word_to_bits(word, lanes, ui):
+    """Integer lane word -> ``uint8`` bit array of shape ``(lanes, ui)``."""
+    nbytes = (lanes * ui + 7) // 8
+    raw = np.frombuffer(int(word).to_bytes(nbytes, "little"), dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little")[:lanes * ui].reshape(lanes, ui)
+
+
+def bits_to_word(bits):
+    """``uint8`` bit array ``(lanes, ui)`` -> integer lane word."""
+    return int.from_bytes(np.packbits(np.asarray(bits, dtype=np.uint8).reshape(-1),
+                                      bitorder="little").tobytes(), "little")
+
+
+class Channel:
+    """One direction of the link (TX of one die -> RX of the other).
+
+    Parameters
+    ----------
+    config : ChannelConfig, or keyword arguments for one.
+
+    Counters: ``cycles``, ``bits`` (data-lane bits carried), ``flipped`` (bits inverted by BER and
+    bursts; a stuck lane is not counted), ``bursts``, ``sideband_sent``, ``sideband_dropped``.
+    """
+
+    def __init__(self, config=None, **kwargs):
+        if config is None:
+            config = ChannelConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass a ChannelConfig or keyword arguments, not both")
+        self.config = c = config
+        self._rng = np.random.default_rng(c.seed)
+        self._sb_rng = np.random.default_rng([c.seed, 1])
+        self._line = deque([np.zeros((c.lanes, c.ui_per_cycle), np.uint8)] * c.latency)
+        self._sb_line = deque([(0, 0)] * c.latency)
+        self._valid_line = deque([0] * c.latency)
+        self._next_err = self._draw_gap(0)
+        self._next_burst = c.burst_every if c.burst_every else None
+        self._active = []                 # bursts in progress: [lane, first_ui, last_ui] (lane time)
+        self.cycles = 0
+        self.bits = 0
+        self.flipped = 0
+        self.bursts = 0
+        self.sideband_sent = 0
+        self.sideband_dropped = 0
+
+    # -- error processes -----------------------------------------------------------------------
+    def _draw_gap(self, start):
+        if self.config.ber <= 0:
+            return None
+        return start + int(self._rng.geometric(self.config.ber)) - 1
+
+    def _impair(self, block):
+        """Apply BER, bursts, stuck lane, reversal to ``block`` (T, lanes, U) in place; return it."""
+        c = self.config
+        T, P, U = block.shape
+        per_cycle = P * U
+        g0 = self.cycles * per_cycle
+        g1 = g0 + T * per_cycle
+        flat = block.reshape(-1)
+        if self._next_err is not None:
+            pos = []
+            g = self._next_err
+            while g < g1:
+                pos.append(g)
+                g = self._draw_gap(g + 1)
+            self._next_err = g
+            if pos:
+                flat[np.asarray(pos, dtype=np.int64) - g0] ^= 1
+                self.flipped += len(pos)
+        if self._next_burst is not None:
+            while self._next_burst < g1:
+                g = self._next_burst
+                lane = (g // U) % P
+                t0 = (g // per_cycle) * U + g % U
+                self._active.append([lane, t0, t0 + c.burst_len])
+                self._next_burst += c.burst_every
+                self.bursts += 1
+            t_lo, t_hi = self.cycles * U, (self.cycles + T) * U
+            keep = []
+            for lane, a, b in self._active:
+                lo, hi = max(a, t_lo), min(b, t_hi)
+                if lo < hi:
+                    t = np.arange(lo, hi) - t_lo
+                    block[t // U, lane, t % U] ^= 1
+                    self.flipped += hi - lo
+                if b > t_hi:
+                    keep.append([lane, a, b])
+            self._active = keep
+        if c.stuck_lane >= 0:
+            block[:, c.stuck_lane, :] = c.stuck_value
+        if c.reverse:
+            block = block[:, ::-1, :]
+        return block
+
+    # -- public API -----------------------------------------------------------------------------
+    def transmit(self, block):
+        """Carry ``block`` (uint8 bits, shape (T, lanes, U)) through T cycles; returns (T, lanes, U).
+
+        Equivalent to T calls of :meth:`step_bits`, vectorised (this is the benchmark path).
+        """
+        c = self.config
+        block = np.array(block, dtype=np.uint8, copy=True)
+        if block.ndim != 3 or block.shape[1:] != (c.lanes, c.ui_per_cycle):
+            raise ValueError(f"block must have shape (T, {c.lanes}, {c.ui_per_cycle}), not {block.shape}")
+        T = block.shape[0]
+        out = self._impair(block)
+        self.cycles += T
+        self.bits += out.size
+        if c.latency == 0:
+            return out
+        full = np.concatenate([np.stack(list(self._line)), out])
+        self._line = deque(full[T:])
+        return full[:T]
+
+    def step_bits(self, bits):
+        """One cycle: bit array (lanes, U) in, bit array (lanes, U) out."""
+        return self.transmit(np.asarray(bits)[None])[0]
+
+    def step(self, lanes_word):
+        """One cycle: integer lane word in (from die A's TX), integer lane word out (to die B's RX)."""
+        c = self.config
+        return bits_to_word(self.step_bits(word_to_bits(lanes_word, c.lanes, c.ui_per_cycle)))
+
+    def step_valid(self, valid):
+        """One cycle of the (reliable) Valid lane: same latency as the data lanes."""
+        if self.config.latency == 0:
+            return int(valid)
+        self._valid_line.append(int(valid))
+        return self._valid_line.popleft()
+
+    def step_sideband(self, valid, message):
+        """One cycle of the sideband: ``(valid, message)`` in, the delayed ``(valid, message)`` out."""
+        if valid:
+            self.sideband_sent += 1
+            if self.config.sideband_drop and self._sb_rng.random() < self.config.sideband_drop:
+                self.sideband_dropped += 1
+                valid, message = 0, 0
+        if self.config.latency == 0:
+            return (valid, message)
+        self._sb_line.append((valid, message))
+        return self._sb_line.popleft()
+
+
+async def connect(clock, channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=None,
+                  sb_tx=None, sb_tx_valid=None, sb_rx=None, sb_rx_valid=None, cycles=None):
+    """cocotb coroutine: each cycle move die A's lane outputs through ``channel`` to die B's inputs.
+
+    At every falling edge of ``clock`` it reads ``tx_lanes`` (and the optional Valid lane and
+    sideband message signals), steps the channel and drives ``rx_lanes`` etc., so die B's
+    registers capture the word at the next rising edge. Start one per direction with
+    ``cocotb.start_soon(connect(dut.clk, ch_ab, dut.a_tx_lanes, dut.b_rx_lanes, ...))``.
+    Runs forever unless ``cycles`` is given. Drives the RX side to 0 immediately (time 0).
+    """
+    from cocotb.triggers import FallingEdge
+
+    rx_lanes.value = 0
+    if rx_valid is not None:
+        rx_valid.value = 0
+    if sb_rx is not None:
+        sb_rx.value = 0
+        sb_rx_valid.value = 0
+    n = 0
+    while cycles is None or n < cycles:
+        await FallingEdge(clock)
+        rx_lanes.value = channel.step(tx_lanes.value.to_unsigned())
+        v = channel.step_valid(tx_valid.value.to_unsigned() if tx_valid is not None else 0)
+        if rx_valid is not None:
+            rx_valid.value = v
+        if sb_tx is not None:
+            sv, sm = channel.step_sideband(sb_tx_valid.value.to_unsigned(), sb_tx.value.to_unsigned())
+            sb_rx_valid.value = sv
+            sb_rx.value = sm
+        n += 1
+
+
+def amaranth_connect(channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=None,
+                     sb_tx=None, sb_tx_valid=None, sb_rx=None, sb_rx_valid=None):
+    """Amaranth-simulator testbench doing what :func:`connect` does, for ``sim.add_testbench``.
+
+    Returns an ``async def bench(ctx)`` that runs forever (add it with ``background=True``):
+    after every clock edge it reads the TX signals, steps the channel and sets the RX signals,
+    which the RX registers capture at the next edge.
+    """
+    async def bench(ctx):
+        ctx.set(rx_lanes, 0)
+        async for _ in ctx.tick():
+            ctx.set(rx_lanes, channel.step(ctx.get(tx_lanes)))
+            v = channel.step_valid(ctx.get(tx_valid) if tx_valid is not None else 0)
+            if rx_valid is not None:
+                ctx.set(rx_valid, v)
+            if sb_tx is not None:
+                sv, sm = channel.step_sideband(ctx.get(sb_tx_valid), ctx.get(sb_tx))
+                ctx.set(sb_rx_valid, sv)
+                ctx.set(sb_rx, sm)
+    return bench
