@@ -309,6 +309,12 @@ class HBMDevice:
             self._refresh_deadline(Command(cycle, "end", None, None, None, None, None))
         return self.violation_total
 
+    def open_row(self, sid, bg, ba):
+        """Row open in the bank, or None (closed, or the bank is out of range)."""
+        if 0 <= sid < self._nsid and 0 <= bg < self._nbg and 0 <= ba < self._nba:
+            return self._open[(sid * self._nbg + bg) * self._nba + ba]
+        return None
+
     # storage helpers (also the error-injection hooks) -----------------------------------------
     def key(self, sid, bg, ba, row, col):
         return (((sid * self._nbg + bg) * self._nba + ba) * self._rows + row) * self._cols + col

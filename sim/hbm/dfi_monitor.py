@@ -1,0 +1,227 @@
+"""cocotb monitor for the DFI-style HBM PHY interface: feeds the device model, drives read data.
+
+One :class:`DFIMonitor` watches one pseudo-channel interface (signals ``<prefix>__row_valid`` ...,
+see the DFI contract in hdl/hbm/controller.py). Every controller cycle it
+
+1. at the rising edge that starts cycle ``n``, drives ``rddata_valid``/``rddata`` for the reads
+   whose data are due in cycle ``n`` (``RL`` cycles after their RD/RDA), like a register would;
+2. in the ReadOnly phase of cycle ``n``, samples the row bus, the column bus and the write-data
+   bus, feeds them to :class:`~diestack.sim.hbm.device.HBMDevice` (row command first), and logs
+   each command.
+
+Cycle numbers count rising edges since :meth:`DFIMonitor.start` (cycle 0 is the first one).
+Violations are counted by the device; ``on_violation`` says what happens: ``"end"`` (default) ->
+:meth:`DFIMonitor.check` raises at the end of the test; ``"immediate"`` -> the monitor raises the
+:class:`~diestack.sim.hbm.device.TimingViolation` at once (failing the test); ``"count"`` -> never
+fail, only count (for benchmarks that report ``timing_violations``).
+
+The command log (``log``) holds tuples ``(cycle, channel, pseudo_channel, sid, bank_group, bank,
+command, row, column)``; :func:`write_command_log` writes it as the ``--command-log`` CSV. For
+column commands ``row`` is the row open in that bank when the command was issued.
+"""
+
+import csv
+import os
+import tempfile
+
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from .device import COL_COMMANDS, ROW_COMMANDS, HBMDevice
+
+__all__ = ["DFIMonitor", "CSV_HEADER", "write_command_log"]
+
+CSV_HEADER = ("cycle", "channel", "pseudo_channel", "sid", "bank_group", "bank", "command", "row", "column")
+_MODES = ("end", "immediate", "count")
+
+
+def write_command_log(path, entries):
+    """Write command-log tuples as CSV (atomic: a temp file renamed over ``path``)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".cmdlog-", suffix=".csv", dir=folder)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_HEADER)
+            for e in entries:
+                w.writerow("" if x is None else x for x in e)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _reader(handle):
+    """A fast getter of a handle's unsigned value (scalar Logic or LogicArray)."""
+    def get():
+        v = handle.value
+        try:
+            return v.to_unsigned()
+        except AttributeError:
+            return int(v)
+    return get
+
+
+class DFIMonitor:
+    """Watch one DFI pseudo-channel interface of ``dut``.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        Top level holding the ``<prefix>__*`` signals.
+    clk : cocotb handle
+        Controller clock (= HBM CK).
+    timing : HBMTiming
+        Resolved timing (RL, WL, organisation).
+    prefix : str
+        Signal prefix, ``dfi`` or ``ch<N>_dfi``.
+    channel, pseudo_channel : int
+        Written into the command log.
+    device : HBMDevice, optional
+        Device model (a fresh non-strict one by default; ``data_bytes`` follows the rddata width).
+    on_violation : str
+        ``"end"``, ``"immediate"`` or ``"count"`` (see module doc).
+    log_commands : bool
+        Keep the command log.
+    """
+
+    def __init__(self, dut, clk, timing, prefix="dfi", channel=0, pseudo_channel=0, device=None,
+                 on_violation="end", log_commands=True):
+        if on_violation not in _MODES:
+            raise ValueError(f"on_violation must be one of {', '.join(_MODES)}, not {on_violation!r}")
+        self.dut = dut
+        self.clk = clk
+        self.timing = timing
+        self.prefix = prefix
+        self.channel = channel
+        self.pseudo_channel = pseudo_channel
+        self.on_violation = on_violation
+        self.log_commands = log_commands
+
+        def sig(name):
+            return getattr(dut, f"{prefix}__{name}")
+
+        self._rddata = sig("rddata")
+        self._rddata_valid = sig("rddata_valid")
+        width = len(self._rddata)
+        if width % 8:
+            raise ValueError(f"{prefix}__rddata is {width} bits, not whole bytes")
+        self.device = device or HBMDevice(timing, strict=False, data_bytes=width // 8)
+        if self.device.strict and on_violation != "immediate":
+            raise ValueError("a strict device raises at once: use on_violation='immediate'")
+        r = {n: _reader(sig(n)) for n in ("row_valid", "row_cmd", "row_sid", "row_bg", "row_ba",
+                                           "row_addr", "col_valid", "col_cmd", "col_sid", "col_bg",
+                                           "col_ba", "col_addr", "wrdata_en", "wrdata", "wrdata_mask")}
+        self._r = r
+        self.log = []
+        self.cycle = -1
+        self.reads_returned = 0
+        self.writes_seen = 0
+        self._due = {}               # cycle -> read data to drive in that cycle
+        self._driving = False
+        self._task = None
+        self._raised = 0
+
+    # --- control -----------------------------------------------------------------------------
+    def start(self):
+        """Drive the read-data bus idle and start watching (call before the first rising edge)."""
+        self._rddata_valid.value = 0
+        self._rddata.value = 0
+        self._task = cocotb.start_soon(self._run())
+        return self._task
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    @property
+    def violations(self):
+        return self.device.violation_total
+
+    def summary(self):
+        """JSON-ready counters."""
+        d = self.device
+        return {
+            "cycles": self.cycle + 1,
+            "commands": dict(d.command_counts),
+            "timing_violations": d.violation_total,
+            "violations_by_rule": dict(d.violation_counts),
+            "first_violations": [str(v) for v in d.violations[:20]],
+            "reads_returned": self.reads_returned,
+            "writes_seen": self.writes_seen,
+        }
+
+    def finish(self):
+        """Close the run: refresh deadline and owed write data up to the current cycle."""
+        self.device.finish(max(self.cycle, 0))
+        return self.device.violation_total
+
+    def check(self):
+        """Raise ``AssertionError`` listing the first violations if there were any (not in count mode)."""
+        self.finish()
+        n = self.device.violation_total
+        if n and self.on_violation != "count":
+            first = "\n  ".join(str(v) for v in self.device.violations[:10])
+            raise AssertionError(f"{n} HBM timing violation(s) on {self.prefix}:\n  {first}")
+
+    def write_command_log(self, path):
+        write_command_log(path, self.log)
+
+    # --- the per-cycle loop ------------------------------------------------------------------
+    async def _run(self):
+        r = self._r
+        dev = self.device
+        due = self._due
+        rising = RisingEdge(self.clk)
+        readonly = ReadOnly()
+        row_valid, col_valid, wr_en = r["row_valid"], r["col_valid"], r["wrdata_en"]
+        log = self.log if self.log_commands else None
+        ch, pc = self.channel, self.pseudo_channel
+        immediate = self.on_violation == "immediate"
+        while True:
+            await rising
+            self.cycle += 1
+            n = self.cycle
+            data = due.pop(n, None) if due else None
+            if data is not None:
+                self._rddata.value = data
+                self._rddata_valid.value = 1
+                self._driving = True
+                self.reads_returned += 1
+            elif self._driving:
+                self._rddata_valid.value = 0
+                self._driving = False
+            await readonly
+            before = dev.violation_total if immediate else 0
+            if row_valid():
+                cmd = ROW_COMMANDS.get(r["row_cmd"]())
+                sid, bg, ba, addr = r["row_sid"](), r["row_bg"](), r["row_ba"](), r["row_addr"]()
+                if cmd is None:
+                    raise AssertionError(f"{self.prefix}: bad row_cmd code {r['row_cmd']()} in cycle {n}")
+                dev.issue(n, cmd, sid, bg, ba, row=addr)
+                if log is not None:
+                    if cmd == "ACT":
+                        log.append((n, ch, pc, sid, bg, ba, cmd, addr, None))
+                    elif cmd in ("PRE", "REFpb"):
+                        log.append((n, ch, pc, sid, bg, ba, cmd, None, None))
+                    else:
+                        log.append((n, ch, pc, None, None, None, cmd, None, None))
+            if col_valid():
+                cmd = COL_COMMANDS.get(r["col_cmd"]())
+                if cmd is None:
+                    raise AssertionError(f"{self.prefix}: bad col_cmd code {r['col_cmd']()} in cycle {n}")
+                sid, bg, ba, addr = r["col_sid"](), r["col_bg"](), r["col_ba"](), r["col_addr"]()
+                open_row = dev.open_row(sid, bg, ba)
+                out = dev.issue(n, cmd, sid, bg, ba, col=addr)
+                if out is not None:
+                    due[out[0]] = out[1]
+                if log is not None:
+                    log.append((n, ch, pc, sid, bg, ba, cmd, open_row, addr))
+            if wr_en():
+                self.writes_seen += 1
+                dev.write_data(n, r["wrdata"](), r["wrdata_mask"]())
+            if immediate and dev.violation_total != before:
+                raise dev.violations[-1] if dev.violations else AssertionError("HBM timing violation")
