@@ -87,6 +87,9 @@ def register(cli):
         p.add_argument("--out", default=None, help="JSON output (default build/bench/cost.json)")
         add_json_arg(p)
 
+    cli.stage("system validate", "system model vs published H100/H200/B200/MI300X/M1 Ultra figures",
+              stage_validate)
+
     cli.verb("bench", "cost", "configurations/s of the vectorised cost + performance evaluation (one core)",
              configure_bench, cmd_bench)
 
@@ -202,6 +205,26 @@ def cmd_validate(args):
     if not summ["passed"]:
         raise CheckFailed("validation rows missed the 2% target: " + "; ".join(summ["misses"]))
     return 0
+
+
+def stage_validate(ctx):
+    """``diestack run`` section: the validation table, written to ``<out>/system_validate.json``."""
+    from ..packaging.validate import summary, validate
+    from .step import write_json
+    rows = validate()
+    summ = summary(rows)
+    write_json(ctx.out / "system_validate.json", {"rows": [r.as_dict() for r in rows], "summary": summ})
+    golden = cost_report(5, 800.0, 4, "organic")
+    md = ["```", format_table(rows, summ), "```", "",
+          f"Cost model check (system.md golden, 5 nm, 800 mm2 in 4 chiplets, organic): "
+          f"total recurring ${golden['total_recurring_cost']:.2f} (golden $401.42)."]
+    return {"title": "System model validation and cost", "passed": summ["passed"]
+            and abs(golden["total_recurring_cost"] / 401.42 - 1) < 1e-3,
+            "metrics": {"within_target": summ["within_target"], "target_rows": summ["target_rows"],
+                        "gated_misses": len(summ["misses"]),
+                        "known_deviations": len(summ["known_deviations"]),
+                        "golden_total_recurring_usd": golden["total_recurring_cost"]},
+            "markdown": "\n".join(md)}
 
 
 def format_table(rows, summ):

@@ -108,3 +108,11 @@ def test_cli_validate(capsys):
     rc = main(["system", "validate"])
     out, _ = capsys.readouterr()
     assert rc == 0 and "[recall]" in out and "MISS*" in out and "H100" in out
+
+
+def test_run_stage(tmp_path):
+    from diestack.flows.run import RunContext
+    from diestack.flows.system_cost import stage_validate
+    sec = stage_validate(RunContext(out=tmp_path))
+    assert sec["passed"] and "MI300X" in sec["markdown"]
+    assert (tmp_path / "system_validate.json").exists()
