@@ -263,3 +263,25 @@ def test_throughput_vectorised():
     rate = n / dt
     print(f"cost+NRE evaluation: {rate:,.0f} configurations/s (seed {SEED})")
     assert rate >= 10_000, f"{rate:.0f} configurations/s < 10,000 (seed {SEED})"
+
+
+def test_extension_packages_follow_their_definition():
+    # bridge: n-1 Si bridges of bridge_area_mm2 on a 4x substrate with layer factor 2, chip-last
+    p = TECH.package("bridge")
+    r = cost.recurring_cost(5, 800, 4, "bridge")
+    assert float(r["interposer_area_mm2"]) == pytest.approx(3 * p.bridge_area_mm2)
+    yb = float(cost.die_yield(p.bridge_area_mm2, p.interposer_d0_per_cm2, p.interposer_alpha))
+    assert float(r["interposer_yield"]) == pytest.approx(yb ** 3)
+    c_br = p.interposer_wafer_cost_usd / float(cost.dies_per_wafer(p.bridge_area_mm2))
+    c_sub = 4 * 880 * 0.005 * p.substrate_layer_factor
+    assert float(r["raw_package"]) == pytest.approx(3 * c_br + c_sub)
+    chips = float(r["raw_chips"] + r["defect_chips"])
+    assert float(r["wasted_kgd"]) == pytest.approx(chips * (1 / p.bond_yield ** 4 - 1))
+    # hybrid-3d: footprint = one die, n-1 hybrid bonds, the stack attached with y3
+    s = TECH.package("hybrid-3d")
+    r = cost.recurring_cost(5, 800, 4, "hybrid-3d")
+    assert float(r["package_area_mm2"]) == pytest.approx(4 * 220)
+    chips = float(r["raw_chips"] + r["defect_chips"])
+    y = s.bond_yield ** 3 * s.substrate_bond_yield
+    assert float(r["wasted_kgd"]) == pytest.approx(chips * (1 / y - 1))
+    assert bool(r["over_limit"]) is False

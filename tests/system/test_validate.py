@@ -1,9 +1,9 @@
 """`packaging.validate` / `diestack system validate`: model vs published real-system figures."""
 
 import json
-import shutil
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from diestack.flows.cli import main
 from diestack.hdl.common.params import ConfigError
@@ -116,3 +116,26 @@ def test_run_stage(tmp_path):
     sec = stage_validate(RunContext(out=tmp_path))
     assert sec["passed"] and "MI300X" in sec["markdown"]
     assert (tmp_path / "system_validate.json").exists()
+
+
+@settings(max_examples=30, deadline=None)
+@given(section=st.sampled_from(["memory", "compute"]),
+       key=st.sampled_from(["channels", "pin_gbps", "units", "clock_ghz", "published_gbyte_s",
+                            "published_tflops", "flop_per_clk_per_unit"]),
+       value=st.one_of(st.integers(-5, 5), st.floats(-1e3, 1e3), st.text(alphabet="ab1", max_size=2),
+                       st.booleans()))
+def test_fuzz_config_values(section, key, value):
+    """A replaced config value either validates or raises ConfigError naming a field of h100."""
+    systems = load_systems()
+    sysd = {k: dict(v) for k, v in systems.items()}
+    sub = dict(sysd["h100"][section])
+    if key not in sub:
+        return
+    sub[key] = value
+    sysd["h100"] = {**sysd["h100"], section: sub}
+    try:
+        rows = validate(systems=sysd)
+    except ConfigError as e:
+        assert e.field.startswith(f"systems.h100.{section}."), e.field
+        return
+    assert all(r.model == r.model for r in rows)
