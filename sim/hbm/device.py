@@ -70,6 +70,11 @@ COMMANDS = tuple(ROW_COMMANDS.values()) + tuple(COL_COMMANDS.values())
 _ROW = frozenset(ROW_COMMANDS.values())
 _COL = frozenset(COL_COMMANDS.values())
 _BANK_CMDS = frozenset(("ACT", "PRE", "REFpb", "RD", "WR", "RDA", "WRA"))
+_BANK, _ALL, _COLK = 0, 1, 2
+_KIND = {"ACT": _BANK, "PRE": _BANK, "REFpb": _BANK, "PREA": _ALL, "REFab": _ALL,
+         "RD": _COLK, "WR": _COLK, "RDA": _COLK, "WRA": _COLK}
+_new = tuple.__new__
+_NEVER = float("inf")
 
 
 class Command(namedtuple("Command", "cycle cmd sid bg ba row col")):
@@ -208,12 +213,20 @@ class HBMDevice:
         self._update_ref_deadline()
         # storage and statistics
         self.mem = {}
-        self.command_counts = Counter()
+        self._counts = dict.fromkeys(COMMANDS, 0)
         self.violation_counts = Counter()
         self.violations = []
-        self.commands = 0
 
     # --- public API --------------------------------------------------------------------------
+    @property
+    def command_counts(self):
+        """Commands issued, by type (types never issued are left out)."""
+        return {k: v for k, v in self._counts.items() if v}
+
+    @property
+    def commands(self):
+        return sum(self._counts.values())
+
     @property
     def violation_total(self):
         return sum(self.violation_counts.values())
@@ -230,37 +243,38 @@ class HBMDevice:
         self._now = cycle
         if self._pending and self._pending[0][0] < cycle:
             self._expire(cycle)
-        if cmd in _BANK_CMDS:
+        kind = _KIND.get(cmd)
+        if kind is None:
+            raise ValueError(f"unknown HBM command {cmd!r}; expected one of {', '.join(COMMANDS)}")
+        if kind == _ALL:
+            b = None
+            c = _new(Command, (cycle, cmd, None, None, None, row, col))
+        else:
             if not (0 <= sid < self._nsid and 0 <= bg < self._nbg and 0 <= ba < self._nba):
+                self._counts[cmd] += 1
                 return self._bad_address(cycle, cmd, sid, bg, ba, row, col, "bank")
             b = (sid * self._nbg + bg) * self._nba + ba
-        else:
-            b = None
-        c = Command(cycle, cmd, sid if b is not None else None, bg if b is not None else None,
-                    ba if b is not None else None, row, col)
-        self.commands += 1
-        self.command_counts[cmd] += 1
-        if self.check_refresh and not self._ref_reported and cycle >= self._ref_deadline_min:
+            c = _new(Command, (cycle, cmd, sid, bg, ba, row, col))
+        self._counts[cmd] += 1
+        if cycle >= self._ref_deadline_min:
             self._refresh_deadline(c)
-        if cmd in _COL:
+        if kind == _COLK:
             last = self._col_cycle
-            if last is not None and last.cycle == cycle:
-                self._violate("col_bus", last, c, 1, 0)
             self._col_cycle = c
-            if not 0 <= (col if col is not None else -1) < self._cols:
+            if last is not None and last[0] == cycle:
+                self._violate("col_bus", last, c, 1, 0)
+            if col is None or not 0 <= col < self._cols:
                 return self._bad_address(cycle, cmd, sid, bg, ba, row, col, "column", c)
             if cmd == "RD" or cmd == "RDA":
                 return self._read(c, b, sid, bg, col, cmd == "RDA")
             self._write(c, b, sid, bg, col, cmd == "WRA", data, mask)
             return None
-        if cmd not in _ROW:
-            raise ValueError(f"unknown HBM command {cmd!r}; expected one of {', '.join(COMMANDS)}")
         last = self._row_cycle
-        if last is not None and last.cycle == cycle:
-            self._violate("row_bus", last, c, 1, 0)
         self._row_cycle = c
+        if last is not None and last[0] == cycle:
+            self._violate("row_bus", last, c, 1, 0)
         if cmd == "ACT":
-            if not 0 <= (row if row is not None else -1) < self._rows:
+            if row is None or not 0 <= row < self._rows:
                 return self._bad_address(cycle, cmd, sid, bg, ba, row, col, "row", c)
             self._activate(c, b, sid * self._nbg + bg, row)
         elif cmd == "PRE":
@@ -305,7 +319,7 @@ class HBMDevice:
         self._now = max(self._now, cycle)
         if self._pending:
             self._expire(cycle + 1)
-        if self.check_refresh and not self._ref_reported and cycle >= self._ref_deadline_min:
+        if cycle >= self._ref_deadline_min:
             self._refresh_deadline(Command(cycle, "end", None, None, None, None, None))
         return self.violation_total
 
@@ -596,7 +610,8 @@ class HBMDevice:
         # (credit // banks + 1 + 8) x tREFI: a command at or after it is a violation.
         self._ref_deadline = (self._ref_credit // self.banks + 9) * t.tREFI
         self._bank_ref_deadline = min(self._last_ref) + 9 * t.tREFI
-        self._ref_deadline_min = min(self._ref_deadline, self._bank_ref_deadline)
+        self._ref_deadline_min = (min(self._ref_deadline, self._bank_ref_deadline)
+                                  if self.check_refresh and not self._ref_reported else _NEVER)
 
     def _credit(self, c, units):
         nb = self.banks
@@ -604,13 +619,14 @@ class HBMDevice:
         self._ref_credit = min(self._ref_credit + units, self._required(c.cycle) + 8 * nb)
         self._last_ref_cmd = c
         self._ref_reported = False
-        self._update_ref_deadline()
+        self._update_ref_deadline()     # re-arms the check
 
     def _refresh_deadline(self, c):
         t = self.timing
         now = c.cycle
         earlier = self._last_ref_cmd or Command(0, "power-up", None, None, None, None, None)
-        self._ref_reported = True
+        self._ref_reported = True       # report once per missed deadline, until the next refresh
+        self._ref_deadline_min = _NEVER
         if now >= self._ref_deadline:
             owed = (self._required(now) - self._ref_credit) / self.banks
             self._violate("tREFI", earlier, c, self._ref_deadline - 1 - earlier.cycle,

@@ -1,13 +1,19 @@
 """cocotb monitor for the DFI-style HBM PHY interface: feeds the device model, drives read data.
 
 One :class:`DFIMonitor` watches one pseudo-channel interface (signals ``<prefix>__row_valid`` ...,
-see the DFI contract in hdl/hbm/controller.py). Every controller cycle it
+see the DFI contract in hdl/hbm/controller.py). Every controller cycle ``n`` it
 
-1. at the rising edge that starts cycle ``n``, drives ``rddata_valid``/``rddata`` for the reads
-   whose data are due in cycle ``n`` (``RL`` cycles after their RD/RDA), like a register would;
-2. in the ReadOnly phase of cycle ``n``, samples the row bus, the column bus and the write-data
-   bus, feeds them to :class:`~diestack.sim.hbm.device.HBMDevice` (row command first), and logs
-   each command.
+1. samples the row bus, the column bus and the write-data bus of cycle ``n``, feeds them to
+   :class:`~diestack.sim.hbm.device.HBMDevice` (row command first), and logs each command;
+2. drives ``rddata_valid``/``rddata`` for the reads whose data are due in cycle ``n`` (``RL``
+   cycles after their RD/RDA), so the controller samples them at the rising edge ending cycle
+   ``n``, exactly as if a register drove them.
+
+``sample="falling"`` (default, one trigger per cycle, about twice as fast) does both at the
+falling edge in the middle of cycle ``n``; the controller's outputs are registered, so they are
+stable there, and it only samples ``rddata`` at rising edges. ``sample="readonly"`` samples in the
+ReadOnly phase after the rising edge that starts cycle ``n`` and drives read data right after that
+rising edge (two triggers per cycle; use it if the clock is not 50 % duty).
 
 Cycle numbers count rising edges since :meth:`DFIMonitor.start` (cycle 0 is the first one).
 Violations are counted by the device; ``on_violation`` says what happens: ``"end"`` (default) ->
@@ -25,7 +31,7 @@ import os
 import tempfile
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from .device import COL_COMMANDS, ROW_COMMANDS, HBMDevice
 
@@ -53,14 +59,30 @@ def write_command_log(path, entries):
         raise
 
 
-def _reader(handle):
-    """A fast getter of a handle's unsigned value (scalar Logic or LogicArray)."""
+def _reader(handle, name):
+    """A fast getter of a handle's value as an unsigned int; X/Z raise naming the signal.
+
+    Reads the simulator's bit string directly (``handle._handle``, cocotb's GPI object): building a
+    ``LogicArray`` through ``handle.value`` costs several times more, and the monitor reads three
+    signals every cycle. Falls back to ``handle.value`` if that object is not there.
+    """
+    gpi = getattr(handle, "_handle", None)
+    binstr = getattr(gpi, "get_signal_val_binstr", None)
+    if binstr is None:
+        def get():
+            v = handle.value
+            try:
+                return v.to_unsigned()
+            except AttributeError:
+                return int(v)
+        return get
+
     def get():
-        v = handle.value
+        s = binstr()
         try:
-            return v.to_unsigned()
-        except AttributeError:
-            return int(v)
+            return int(s, 2)
+        except ValueError:
+            raise AssertionError(f"{name} is not 0/1: {s}") from None
     return get
 
 
@@ -85,12 +107,17 @@ class DFIMonitor:
         ``"end"``, ``"immediate"`` or ``"count"`` (see module doc).
     log_commands : bool
         Keep the command log.
+    sample : str
+        ``"falling"`` or ``"readonly"`` (see module doc).
     """
 
     def __init__(self, dut, clk, timing, prefix="dfi", channel=0, pseudo_channel=0, device=None,
-                 on_violation="end", log_commands=True):
+                 on_violation="end", log_commands=True, sample="falling"):
         if on_violation not in _MODES:
             raise ValueError(f"on_violation must be one of {', '.join(_MODES)}, not {on_violation!r}")
+        if sample not in ("falling", "readonly"):
+            raise ValueError(f"sample must be 'falling' or 'readonly', not {sample!r}")
+        self.sample = sample
         self.dut = dut
         self.clk = clk
         self.timing = timing
@@ -111,7 +138,7 @@ class DFIMonitor:
         self.device = device or HBMDevice(timing, strict=False, data_bytes=width // 8)
         if self.device.strict and on_violation != "immediate":
             raise ValueError("a strict device raises at once: use on_violation='immediate'")
-        r = {n: _reader(sig(n)) for n in ("row_valid", "row_cmd", "row_sid", "row_bg", "row_ba",
+        r = {n: _reader(sig(n), f"{prefix}__{n}") for n in ("row_valid", "row_cmd", "row_sid", "row_bg", "row_ba",
                                            "row_addr", "col_valid", "col_cmd", "col_sid", "col_bg",
                                            "col_ba", "col_addr", "wrdata_en", "wrdata", "wrdata_mask")}
         self._r = r
@@ -175,26 +202,28 @@ class DFIMonitor:
         r = self._r
         dev = self.device
         due = self._due
-        rising = RisingEdge(self.clk)
-        readonly = ReadOnly()
         row_valid, col_valid, wr_en = r["row_valid"], r["col_valid"], r["wrdata_en"]
         log = self.log if self.log_commands else None
         ch, pc = self.channel, self.pseudo_channel
         immediate = self.on_violation == "immediate"
+        falling = self.sample == "falling"
+        rising = RisingEdge(self.clk)
+        if falling:
+            await rising                        # cycle 0 starts at the first rising edge
+            step, settle = FallingEdge(self.clk), None
+        else:
+            step, settle = rising, ReadOnly()
         while True:
-            await rising
-            self.cycle += 1
-            n = self.cycle
-            data = due.pop(n, None) if due else None
-            if data is not None:
-                self._rddata.value = data
-                self._rddata_valid.value = 1
-                self._driving = True
-                self.reads_returned += 1
-            elif self._driving:
-                self._rddata_valid.value = 0
-                self._driving = False
-            await readonly
+            if falling:
+                await step                      # middle of cycle n
+                self.cycle += 1
+                n = self.cycle
+            else:
+                await step                      # start of cycle n: drive read data like a register
+                self.cycle += 1
+                n = self.cycle
+                self._drive(due, n)
+                await settle
             before = dev.violation_total if immediate else 0
             if row_valid():
                 cmd = ROW_COMMANDS.get(r["row_cmd"]())
@@ -223,5 +252,18 @@ class DFIMonitor:
             if wr_en():
                 self.writes_seen += 1
                 dev.write_data(n, r["wrdata"](), r["wrdata_mask"]())
+            if falling:
+                self._drive(due, n)             # RL = 0 would be due this very cycle
             if immediate and dev.violation_total != before:
                 raise dev.violations[-1] if dev.violations else AssertionError("HBM timing violation")
+
+    def _drive(self, due, n):
+        data = due.pop(n, None) if due else None
+        if data is not None:
+            self._rddata.value = data
+            self._rddata_valid.value = 1
+            self._driving = True
+            self.reads_returned += 1
+        elif self._driving:
+            self._rddata_valid.value = 0
+            self._driving = False

@@ -40,6 +40,9 @@ ILLEGAL = {
 }
 
 
+SAMPLE = os.environ.get("DIESTACK_DFI_SAMPLE", "falling")
+
+
 def job():
     return Path(os.environ["DIESTACK_JOB"])
 
@@ -100,7 +103,7 @@ def report(name, mon, dut, seen):
 async def legal_script(dut):
     idle(dut)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), channel=3, pseudo_channel=1)
+    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), channel=3, pseudo_channel=1, sample=SAMPLE)
     mon.start()
     seen = await play(dut, LEGAL, 100)
     report("legal_script", mon, dut, seen)
@@ -111,7 +114,7 @@ async def legal_script(dut):
 async def illegal_script_counted(dut):
     idle(dut)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), on_violation="count")
+    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), on_violation="count", sample=SAMPLE)
     mon.start()
     seen = await play(dut, ILLEGAL, 60)
     report("illegal_script_counted", mon, dut, seen)
@@ -122,7 +125,7 @@ async def illegal_script_counted(dut):
 async def illegal_script_end_mode_raises(dut):
     idle(dut)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"))
+    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), sample=SAMPLE)
     mon.start()
     await play(dut, ILLEGAL, 30)
     try:
@@ -137,8 +140,25 @@ async def illegal_script_end_mode_raises(dut):
 async def illegal_script_immediate(dut):
     idle(dut)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), on_violation="immediate")
+    mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), on_violation="immediate", sample=SAMPLE)
     mon.start()
     (job() / "immediate_started.txt").write_text("started")
     await play(dut, ILLEGAL, 40)              # the violation is at cycle 10: the test ends there
     (job() / "immediate_finished.txt").write_text("the monitor did not stop the test")
+
+
+@cocotb.test(skip=os.environ.get("DIESTACK_DFI_PERF") is None)
+async def monitor_throughput(dut):
+    """Cycles per second of the monitor alone (run on demand: DIESTACK_DFI_PERF=<cycles>)."""
+    import time
+    cycles = int(os.environ["DIESTACK_DFI_PERF"])
+    idle(dut)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    if os.environ.get("DIESTACK_DFI_PERF_BARE") is None:
+        mon = DFIMonitor(dut, dut.clk, resolve("hbm2"), sample=SAMPLE)
+        mon.start()
+    t0 = time.perf_counter()
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    dt = time.perf_counter() - t0
+    (job() / "perf.json").write_text(json.dumps({"cycles": cycles, "seconds": dt}))

@@ -23,14 +23,14 @@ def pick_sim():
     pytest.skip("no simulator available")
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
+@pytest.fixture(scope="module", params=["falling", "readonly"])
+def results(tmp_path_factory, request):
     sim = pick_sim()
-    d = tmp_path_factory.mktemp("dfi_monitor")
+    d = tmp_path_factory.mktemp(f"dfi_monitor_{request.param}")
     src = d / "dfi_player.v"
     src.write_text(to_verilog(DFIPlayer(resolve("hbm2")), "dfi_player"))
     b = runner.build([src], "dfi_player", sim=sim)
-    r = runner.run(b, "diestack.sim.hbm.tb_dfi_monitor", extra_env={"DIESTACK_JOB": str(d)},
+    r = runner.run(b, "diestack.sim.hbm.tb_dfi_monitor", extra_env={"DIESTACK_JOB": str(d), "DIESTACK_DFI_SAMPLE": request.param},
                    test_dir=d / "run")
     r.check()
     return d
