@@ -144,3 +144,348 @@ def acc_read_resp_layout(cfg):
     C int8 in bits [8j, 8j+8), the rest zero)."""
     _check_cfg(cfg)
     return data.StructLayout({"data": unsigned(32 * cfg.cols)})
+
+
+# ------------------------------------------------------------------------------------------------
+# The core
+# ------------------------------------------------------------------------------------------------
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .accumulator import Accumulator
+from .array import PEArray
+from .requant import Requant, LATENCY as REQUANT_LATENCY
+from .scratchpad import Scratchpad
+from .skew import Skew
+from .transposer import Transposer
+
+__all__ += ["Core"]
+
+#: Depth of the accumulator read-out FIFO (and the credit limit of ``acc_rd_req``).
+ACC_READ_DEPTH = 8
+
+
+class Core(wiring.Component):
+    """The NPU datapath: scratchpad, PE array (WS/OS), skew/deskew, transposer, accumulator,
+    requant, and the tile-command sequencer (semantics in the module docstring).
+
+    Latency: a WS A row issued at cycle t (the cycle after its COMPUTE is accepted, then one row
+    per cycle) reaches the accumulator write stage at ``t + R + C + 3`` and lands in the memory
+    3 cycles later. OS results drain R cycles after a tile's last K step, same path.
+
+    Members
+    -------
+    sp_w : In(stream.Signature(sp_write_layout(cfg)))
+        Scratchpad row writes, always ready.
+    acc_w : In(stream.Signature(acc_write_layout(cfg)))
+        Accumulator row writes (mvin of D); not ready while the array writes the accumulator.
+    acc_rd_req : In(stream.Signature(acc_read_req_layout(cfg)))
+    acc_rd : Out(stream.Signature(acc_read_resp_layout(cfg)))
+        Accumulator read-out, in order, one row per cycle.
+    exe : In(stream.Signature(exec_cmd_layout(cfg)))
+        Tile commands (PRELOAD / COMPUTE), executed in order.
+    busy, idle : Out(1)
+        ``idle``: every accepted command finished and its accumulator writes landed.
+    mac_active : Out(1)
+        A row (WS) or K step (OS) entered the array this cycle (R x C MAC slots scheduled).
+    useful_macs_inc : Out(range(R*C+1))
+        Useful MACs of that row/step: ``k_valid * n_valid``.
+    """
+
+    def __init__(self, cfg):
+        _check_cfg(cfg)
+        self._cfg = cfg
+        super().__init__({
+            "sp_w": In(stream.Signature(sp_write_layout(cfg))),
+            "acc_w": In(stream.Signature(acc_write_layout(cfg))),
+            "acc_rd_req": In(stream.Signature(acc_read_req_layout(cfg))),
+            "acc_rd": Out(stream.Signature(acc_read_resp_layout(cfg))),
+            "exe": In(stream.Signature(exec_cmd_layout(cfg))),
+            "busy": Out(1),
+            "idle": Out(1),
+            "mac_active": Out(1),
+            "useful_macs_inc": Out(range(cfg.rows * cfg.cols + 1)),
+        })
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    #: Cycles from a WS row issue to the accumulator write stage (R + C + 3).
+    @property
+    def write_latency(self):
+        return self._cfg.rows + self._cfg.cols + 3
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, C = cfg.rows, cfg.cols
+        aw, accw = cfg.sp_addr_width, cfg.acc_addr_width
+        has_ws, has_os = cfg.has_ws, cfg.has_os
+
+        m.submodules.sp = sp = Scratchpad(cfg)
+        m.submodules.acc = acc = Accumulator(cfg)
+        m.submodules.array = arr = PEArray(R, C, cfg.dataflow)
+        lane = data.StructLayout({"a": signed(8), "v": 1, "f": 1})
+        col = data.StructLayout({"b": signed(8), "sh": 1})
+        m.submodules.skew_a = skew_a = Skew(R, lane, base=1)
+        m.submodules.skew_b = skew_b = Skew(C, col, base=1)
+        m.submodules.skew_drain = skew_drain = Skew(C, unsigned(1), base=0)
+        m.submodules.deskew = deskew = Skew(C, signed(32), base=0, reverse=True)
+        m.submodules.requant = rq = Requant(C)
+        if has_os:
+            m.submodules.transposer = tr = Transposer(R)
+
+        # ---- scratchpad writes (always ready, own port) ----
+        m.d.comb += [
+            self.sp_w.ready.eq(1),
+            sp.w_en.eq(self.sp_w.valid), sp.w_addr.eq(self.sp_w.payload.addr),
+            sp.w_data.eq(self.sp_w.payload.data), sp.w_mask.eq(self.sp_w.payload.mask),
+        ]
+
+        # ---- mode ----
+        cur_os = Signal(init=0 if has_ws else 1)
+        m.d.comb += arr.os.eq(cur_os)
+        flush = Signal(range(R + C + 16))          # cycles until the array/pipeline is empty
+        with m.If(flush != 0):
+            m.d.sync += flush.eq(flush - 1)
+        issued = Signal()                         # something entered the pipeline this cycle
+        with m.If(issued):
+            m.d.sync += flush.eq(R + C + 15)
+
+        # ---- front pipeline words ----
+        front = data.StructLayout({
+            "a_valid": 1, "a_flag": 1, "kmask": R,
+            "b_valid": 1, "b_rowok": 1, "nmask": C,
+            "fill_en": 1, "fill_row": range(R), "fill_buf": 1, "tr_shift": 1, "tr_buf": 1,
+        })
+        f0 = Signal(front)
+        f1 = Signal(front)
+        m.d.sync += f1.eq(f0)
+        wctl = data.StructLayout({"we": 1, "acc": 1, "addr": accw, "nmask": C, "drain": 1})
+        w0 = Signal(wctl)          # pushed into the write-control delay line this cycle (WS)
+        w1_os = Signal(wctl)       # OS drain words, injected one stage later (see below)
+        u_nmask = Signal(C)        # valid columns of the row/step issued this cycle (counters)
+
+        def masks(n, valid):
+            return Cat(*[(valid > i) for i in range(n)])
+
+        cmd = self.exe.payload
+        df_ok = Signal()
+        any_busy = Signal()
+        m.d.comb += df_ok.eq((cmd.dataflow == cur_os) | (~any_busy & (flush == 0)))
+
+        # ---- WS engines ----
+        pl_busy = Signal(); cp_busy = Signal()
+        if has_ws:
+            pl_addr = Signal(aw); pl_cnt = Signal(range(R + 1)); pl_rowok = Signal(R)
+            pl_nmask = Signal(C)
+            sh_loaded = Signal()                     # preloaded, not yet made active
+            sw_cnt = Signal(range(R + 3))            # cycles until the shadow may be rewritten
+            with m.If(sw_cnt != 0):
+                m.d.sync += sw_cnt.eq(sw_cnt - 1)
+            # preload issue: rows R-1 .. 0 (the chain shifts down: first in ends at the bottom)
+            with m.If(pl_busy):
+                m.d.comb += [sp.rb_en.eq(1), sp.rb_addr.eq(pl_addr),
+                             f0.b_valid.eq(1), f0.b_rowok.eq(pl_rowok[R - 1]), f0.nmask.eq(pl_nmask),
+                             issued.eq(1)]
+                m.d.sync += [pl_addr.eq(pl_addr - 1), pl_cnt.eq(pl_cnt - 1),
+                             pl_rowok.eq(pl_rowok << 1)]
+                with m.If(pl_cnt == 1):
+                    m.d.sync += pl_busy.eq(0)
+
+            cp_addr = Signal(aw); cp_acc = Signal(accw); cp_rem = Signal(13); cp_flag = Signal()
+            cp_kmask = Signal(R); cp_nmask = Signal(C); cp_accum = Signal()
+            cp_last = Signal()
+            m.d.comb += cp_last.eq(cp_busy & (cp_rem == 1))
+            with m.If(cp_busy):
+                m.d.comb += [sp.ra_en.eq(1), sp.ra_addr.eq(cp_addr),
+                             f0.a_valid.eq(1), f0.a_flag.eq(cp_flag), f0.kmask.eq(cp_kmask),
+                             w0.we.eq(1), w0.acc.eq(cp_accum), w0.addr.eq(cp_acc),
+                             w0.nmask.eq(cp_nmask), u_nmask.eq(cp_nmask), issued.eq(1)]
+                m.d.sync += [cp_addr.eq(cp_addr + 1), cp_acc.eq(cp_acc + 1), cp_rem.eq(cp_rem - 1),
+                             cp_flag.eq(0)]
+                with m.If(cp_last):
+                    m.d.sync += cp_busy.eq(0)
+
+        # ---- OS engine ----
+        os_busy = Signal(); dr_busy = Signal()
+        if has_os:
+            fl_active = Signal(); fl_addr = Signal(aw); fl_gbase = Signal(aw); fl_row = Signal(range(R))
+            fl_buf = Signal(); fl_krem = Signal(14); os_stride = Signal(aw)
+            st_lead = Signal(range(R + 1)); st_addr = Signal(aw); st_rem = Signal(13)
+            st_kk = Signal(range(R)); st_buf = Signal()
+            os_kmask = Signal(R); os_nmask = Signal(C); os_acc = Signal(accw); os_accum = Signal()
+            os_gap = Signal(range(R + 2))
+            with m.If(os_gap != 0):
+                m.d.sync += os_gap.eq(os_gap - 1)
+            with m.If(os_busy & fl_active):
+                m.d.comb += [sp.ra_en.eq(1), sp.ra_addr.eq(fl_addr),
+                             f0.fill_en.eq(1), f0.fill_row.eq(fl_row), f0.fill_buf.eq(fl_buf)]
+                with m.If(fl_row == R - 1):
+                    m.d.sync += [fl_row.eq(0), fl_buf.eq(~fl_buf), fl_gbase.eq(fl_gbase + os_stride),
+                                 fl_addr.eq(fl_gbase + os_stride), fl_krem.eq(fl_krem - R),
+                                 fl_active.eq(fl_krem > R)]
+                with m.Else():
+                    m.d.sync += [fl_row.eq(fl_row + 1), fl_addr.eq(fl_addr + 1)]
+            with m.If(os_busy & (st_lead != 0)):
+                m.d.sync += st_lead.eq(st_lead - 1)
+            with m.If(os_busy & (st_lead == 0)):
+                m.d.comb += [sp.rb_en.eq(1), sp.rb_addr.eq(st_addr),
+                             f0.b_valid.eq(1), f0.b_rowok.eq(1), f0.nmask.eq(os_nmask),
+                             f0.a_valid.eq(1), f0.a_flag.eq(st_rem == 1), f0.kmask.eq(os_kmask),
+                             f0.tr_shift.eq(1), f0.tr_buf.eq(st_buf), u_nmask.eq(os_nmask),
+                             issued.eq(1)]
+                m.d.sync += [st_addr.eq(st_addr + 1), st_rem.eq(st_rem - 1)]
+                with m.If(st_kk == R - 1):
+                    m.d.sync += [st_kk.eq(0), st_buf.eq(~st_buf)]
+                with m.Else():
+                    m.d.sync += st_kk.eq(st_kk + 1)
+                with m.If(st_rem == 1):
+                    m.d.sync += [os_busy.eq(0), dr_busy.eq(1), os_gap.eq(R)]
+            # drain words: rows R-1 .. 0 of the finished tile
+            dr_cnt = Signal(range(R + 1)); dr_addr = Signal(accw); dr_rowok = Signal(R)
+            dr_nmask = Signal(C); dr_accum = Signal()
+            with m.If(os_busy & (st_lead == 0) & (st_rem == 1)):
+                m.d.sync += [dr_cnt.eq(R), dr_addr.eq(os_acc + (R - 1)), dr_rowok.eq(os_kmask),
+                             dr_nmask.eq(os_nmask), dr_accum.eq(os_accum)]
+            with m.If(dr_busy):
+                m.d.comb += [w1_os.we.eq(dr_rowok[R - 1]), w1_os.acc.eq(dr_accum),
+                             w1_os.addr.eq(dr_addr), w1_os.nmask.eq(dr_nmask), w1_os.drain.eq(1),
+                             issued.eq(1)]
+                m.d.sync += [dr_addr.eq(dr_addr - 1), dr_cnt.eq(dr_cnt - 1), dr_rowok.eq(dr_rowok << 1)]
+                with m.If(dr_cnt == 1):
+                    m.d.sync += dr_busy.eq(0)
+
+        m.d.comb += any_busy.eq(pl_busy | cp_busy | os_busy | dr_busy)
+
+        # ---- command acceptance (in order) ----
+        is_pre = cmd.op == ExecOp.PRELOAD
+        ready = Signal()
+        m.d.comb += self.exe.ready.eq(ready)
+        with m.If(self.exe.valid & df_ok):
+            with m.If(cmd.dataflow == Dataflow.WS):
+                if has_ws:
+                    with m.If(is_pre):
+                        m.d.comb += ready.eq(~pl_busy & ~sh_loaded & (sw_cnt == 0))
+                    with m.Else():
+                        m.d.comb += ready.eq((~cp_busy | cp_last) & ~(sh_loaded & pl_busy))
+                else:
+                    m.d.comb += ready.eq(1)                 # not synthesized: dropped
+            with m.Else():
+                if has_os:
+                    with m.If(is_pre):
+                        m.d.comb += ready.eq(1)             # no-op in OS
+                    with m.Else():
+                        m.d.comb += ready.eq(~os_busy & (os_gap <= cmd.rows))
+                else:
+                    m.d.comb += ready.eq(1)
+        with m.If(self.exe.valid & ready):
+            m.d.sync += cur_os.eq(cmd.dataflow if (has_ws and has_os) else int(has_os and not has_ws))
+            kmask = masks(R, cmd.k_valid)
+            nmask = masks(C, cmd.n_valid)
+            with m.If(cmd.dataflow == Dataflow.WS):
+                if has_ws:
+                    with m.If(is_pre):
+                        m.d.sync += [pl_busy.eq(1), pl_addr.eq(cmd.b_addr + (R - 1)), pl_cnt.eq(R),
+                                     pl_rowok.eq(kmask), pl_nmask.eq(nmask), sh_loaded.eq(1)]
+                    with m.Elif(cmd.rows != 0):
+                        m.d.sync += [cp_busy.eq(1), cp_addr.eq(cmd.a_addr), cp_acc.eq(cmd.acc_addr),
+                                     cp_rem.eq(cmd.rows), cp_flag.eq(sh_loaded), cp_kmask.eq(kmask),
+                                     cp_nmask.eq(nmask), cp_accum.eq(cmd.accumulate)]
+                        with m.If(sh_loaded):
+                            m.d.sync += [sh_loaded.eq(0), sw_cnt.eq(R + 2)]
+            with m.Else():
+                if has_os:
+                    with m.If(~is_pre & (cmd.rows != 0)):
+                        m.d.sync += [os_busy.eq(1), fl_active.eq(1), fl_addr.eq(cmd.a_addr),
+                                     fl_gbase.eq(cmd.a_addr), fl_row.eq(0), fl_buf.eq(0),
+                                     fl_krem.eq(cmd.rows), os_stride.eq(cmd.a_stride),
+                                     st_lead.eq(R), st_addr.eq(cmd.b_addr), st_rem.eq(cmd.rows),
+                                     st_kk.eq(0), st_buf.eq(0), os_kmask.eq(kmask),
+                                     os_nmask.eq(nmask), os_acc.eq(cmd.acc_addr),
+                                     os_accum.eq(cmd.accumulate)]
+
+        # ---- front pipeline stage 1: memory data -> masked registers (+ transposer) ----
+        a_reg = Signal(data.ArrayLayout(lane, R))
+        b_reg = Signal(data.ArrayLayout(col, C))
+        a_src = Signal(data.ArrayLayout(signed(8), R))
+        ra = sp.ra_data
+        for i in range(R):
+            m.d.comb += a_src[i].eq(ra[8 * i:8 * i + 8])
+        if has_os:
+            m.d.comb += [tr.w_en.eq(f1.fill_en), tr.w_buf.eq(f1.fill_buf), tr.w_row.eq(f1.fill_row),
+                         tr.w_data.eq(a_src), tr.r_shift.eq(f1.tr_shift), tr.r_buf.eq(f1.tr_buf)]
+        for i in range(R):
+            src = a_src[i]
+            if has_os:
+                src = Mux(cur_os, tr.col[i], a_src[i])
+            m.d.sync += [a_reg[i].a.eq(Mux(f1.a_valid & f1.kmask[i], src, 0)),
+                         a_reg[i].v.eq(f1.a_valid), a_reg[i].f.eq(f1.a_flag)]
+        rb = sp.rb_data
+        for j in range(C):
+            m.d.sync += [b_reg[j].b.eq(Mux(f1.b_valid & f1.b_rowok & f1.nmask[j], rb[8 * j:8 * j + 8], 0)),
+                         b_reg[j].sh.eq(f1.b_valid | cur_os)]
+        m.d.comb += [skew_a.i.eq(a_reg), skew_b.i.eq(b_reg)]
+        for i in range(R):
+            m.d.comb += [arr.a[i].eq(skew_a.o[i].a), arr.a_valid[i].eq(skew_a.o[i].v),
+                         arr.a_flag[i].eq(skew_a.o[i].f)]
+        for j in range(C):
+            m.d.comb += [arr.b[j].eq(skew_b.o[j].b), arr.s_shift[j].eq(skew_b.o[j].sh)]
+
+        # ---- write-control delay line, drain, deskew ----
+        L = R + C + 3
+        dl = [Signal(wctl, name=f"dl{k}") for k in range(L)]
+        m.d.sync += dl[0].eq(w0)
+        m.d.sync += dl[1].eq(Mux(cur_os, w1_os, dl[0]))
+        for k in range(2, L):
+            m.d.sync += dl[k].eq(dl[k - 1])
+        tap_drain = dl[R + 3]
+        m.d.comb += skew_drain.i.eq(Mux(cur_os, tap_drain.drain, 0).replicate(C))
+        for j in range(C):
+            m.d.comb += arr.drain[j].eq(skew_drain.o[j])
+        m.d.comb += deskew.i.eq(arr.d_out)
+        tap = dl[L - 1]
+
+        # ---- accumulator writes: array first, then acc_w ----
+        m.d.comb += self.acc_w.ready.eq(~tap.we)
+        with m.If(tap.we):
+            m.d.comb += [acc.w_valid.eq(1), acc.w_acc.eq(tap.acc), acc.w_addr.eq(tap.addr),
+                         acc.w_data.eq(deskew.o), acc.w_mask.eq(tap.nmask)]
+        with m.Else():
+            m.d.comb += [acc.w_valid.eq(self.acc_w.valid), acc.w_acc.eq(self.acc_w.payload.accumulate),
+                         acc.w_addr.eq(self.acc_w.payload.addr), acc.w_data.eq(self.acc_w.payload.data),
+                         acc.w_mask.eq((1 << C) - 1)]
+
+        # ---- accumulator read-out: credit-limited pipeline -> requant -> FIFO ----
+        m.submodules.rd_fifo = fifo = SyncFIFOBuffered(width=32 * C, depth=ACC_READ_DEPTH)
+        outstanding = Signal(range(ACC_READ_DEPTH + 1))
+        req = self.acc_rd_req
+        m.d.comb += [acc.r_addr.eq(req.payload.addr),
+                     req.ready.eq((outstanding < ACC_READ_DEPTH) & ~acc.hazard)]
+        rq_fire = req.valid & req.ready
+        pop = self.acc_rd.valid & self.acc_rd.ready
+        m.d.comb += acc.r_en.eq(rq_fire)
+        m.d.sync += outstanding.eq(outstanding + rq_fire - pop)
+        q1 = Signal(acc_read_req_layout(cfg)); q1_valid = Signal()
+        m.d.sync += [q1_valid.eq(rq_fire), q1.eq(req.payload)]
+        m.d.comb += [rq.i_valid.eq(q1_valid), rq.x.eq(acc.r_data), rq.mode.eq(q1.mode),
+                     rq.relu.eq(q1.relu), rq.scale.eq(q1.scale), rq.shift.eq(q1.shift),
+                     fifo.w_en.eq(rq.o_valid), fifo.w_data.eq(rq.o_data),
+                     self.acc_rd.valid.eq(fifo.r_rdy), self.acc_rd.payload.data.eq(fifo.r_data),
+                     fifo.r_en.eq(self.acc_rd.ready)]
+
+        # ---- status and counters ----
+        idle = Signal()
+        m.d.comb += idle.eq(~any_busy & (flush == 0) & ~acc.busy)
+        m.d.comb += [self.idle.eq(idle), self.busy.eq(~idle)]
+        # useful MACs of the issued row = popcount(kmask) * popcount(nmask), as a sum (no multiplier)
+        kpop = Signal(range(R + 1))
+        m.d.comb += kpop.eq(sum(f0.kmask[i] for i in range(R)))
+        m.d.sync += [self.mac_active.eq(f0.a_valid),
+                     self.useful_macs_inc.eq(Mux(f0.a_valid,
+                                                 sum(Mux(u_nmask[j], kpop, 0) for j in range(C)), 0))]
+        return m

@@ -1,0 +1,138 @@
+"""Processing element of the systolic array: int8 x int8 -> int32 MAC, WS and/or OS.
+
+npu.md §"What the best generator offers": the PE double-buffers the stationary operand so the
+next weight tile preloads behind the current compute.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import DATAFLOWS
+
+__all__ = ["PE"]
+
+
+class PE(wiring.Component):
+    """One multiply-accumulate cell.
+
+    Data moves: ``a`` (int8, with ``a_valid`` and ``a_flag``) from left to right, ``s`` (int8)
+    from top to bottom, ``d`` (int32) from top to bottom. Every output is a register: the
+    ``*_out`` ports of a PE feed the ``*_in`` ports of its right/lower neighbour.
+
+    Weight-stationary (``os`` = 0)
+        ``s`` is the shadow weight register; it takes ``s_in`` in cycles where ``s_shift`` is
+        high (the preload chain runs down the column while the active weight ``w`` computes).
+        When ``a_valid & a_flag`` arrive (the first row of a tile with new weights) the PE uses
+        and keeps the shadow weight: ``w <= s`` (the "propagate/swap" of the double buffer; the
+        flag travels with the data, so the swap follows the skewed wavefront).
+        ``d_out = d_in + a * w``, with the product registered first: the psum leaving the PE
+        is two cycles after ``a_in``; a lower neighbour sees its ``a`` one cycle later than this
+        PE, so the column sum lines up (the array adds one cycle per row).
+    Output-stationary (``os`` = 1)
+        ``s`` carries B down the column (``s_shift`` must be high every cycle); the PE
+        accumulates ``acc += a_in * s_in``. When ``a_valid & a_flag`` arrive (the last K step
+        of the tile), the finished sum goes to the output register ``d_out`` and ``acc`` restarts
+        from zero (double-buffered output). ``drain`` shifts ``d_out`` down the column
+        (``d_out <= d_in``) so results leave at the bottom, last row first.
+
+    Invalid cycles must carry ``a_in = 0`` (the array feeder guarantees it).
+
+    Parameters
+    ----------
+    dataflow : str
+        ``"ws"``, ``"os"`` or ``"both"``: which of the two behaviours is built.
+
+    Members
+    -------
+    a_in, a_valid_in, a_flag_in : In
+        From the left neighbour (or the row feeder).
+    a_out, a_valid_out, a_flag_out : Out
+        Registered copies for the right neighbour (latency 1).
+    s_in : In(signed(8)); s_out : Out(signed(8))
+        Shadow weight / B chain (``s_out`` is this PE's ``s`` register).
+    d_in : In(signed(32)); d_out : Out(signed(32))
+        Partial sum (WS) or drained result (OS) chain.
+    s_shift, drain, os : In(1)
+        Column controls (``drain`` only with OS support, ``os`` selects the mode with "both").
+    """
+
+    a_in: In(signed(8))
+    a_valid_in: In(1)
+    a_flag_in: In(1)
+    a_out: Out(signed(8))
+    a_valid_out: Out(1)
+    a_flag_out: Out(1)
+    s_in: In(signed(8))
+    s_out: Out(signed(8))
+    d_in: In(signed(32))
+    d_out: Out(signed(32))
+    s_shift: In(1)
+    drain: In(1)
+    os: In(1)
+
+    def __init__(self, dataflow="both"):
+        if dataflow not in DATAFLOWS:
+            raise ValueError(f"PE dataflow must be one of {DATAFLOWS}, not {dataflow!r}")
+        self._dataflow = dataflow
+        super().__init__()
+
+    @property
+    def dataflow(self):
+        return self._dataflow
+
+    def elaborate(self, platform):
+        m = Module()
+        has_ws = self._dataflow in ("ws", "both")
+        has_os = self._dataflow in ("os", "both")
+        if not has_os:
+            os = Const(0, 1)
+        elif not has_ws:
+            os = Const(1, 1)
+        else:
+            os = self.os
+
+        m.d.sync += [
+            self.a_out.eq(self.a_in),
+            self.a_valid_out.eq(self.a_valid_in),
+            self.a_flag_out.eq(self.a_flag_in),
+        ]
+        flag = Signal()
+        m.d.comb += flag.eq(self.a_valid_in & self.a_flag_in)
+
+        s = self.s_out
+        with m.If(self.s_shift):
+            m.d.sync += s.eq(self.s_in)
+
+        # Multiplier operand: active weight (WS, or the shadow on the swap cycle) or B (OS).
+        b = Signal(signed(8))
+        if has_ws:
+            w = Signal(signed(8))
+            with m.If(flag & ~os):
+                m.d.sync += w.eq(s)
+            m.d.comb += b.eq(Mux(os, self.s_in, Mux(flag, s, w)))
+        else:
+            m.d.comb += b.eq(self.s_in)
+
+        prod = Signal(signed(16))
+        m.d.sync += prod.eq(self.a_in * b)
+
+        if has_os:
+            acc = Signal(signed(32))
+            last = Signal()
+            m.d.sync += last.eq(flag & os)
+            summand = Signal(signed(32))
+            m.d.comb += summand.eq(Mux(os, acc, self.d_in))
+            total = Signal(signed(32))
+            m.d.comb += total.eq(summand + prod)
+            with m.If(~os):
+                m.d.sync += self.d_out.eq(total)
+            with m.Elif(last):
+                m.d.sync += [self.d_out.eq(total), acc.eq(0)]
+            with m.Else():
+                m.d.sync += acc.eq(total)
+                with m.If(self.drain):
+                    m.d.sync += self.d_out.eq(self.d_in)
+        else:
+            m.d.sync += self.d_out.eq(self.d_in + prod)
+        return m
