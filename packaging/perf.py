@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Machine", "Gemm", "Transformer", "machine_from_system", "gemm", "run_ops",
-           "transformer_ops", "roofline", "BOUNDS", "workload_report"]
+           "transformer_ops", "roofline", "BOUNDS", "MAPPINGS", "workload_report"]
 
 BOUNDS = ("compute", "hbm", "d2d")
+MAPPINGS = ("split_n", "split_m", "split_batch")
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,7 @@ def gemm(mc, g):
             td = np.where(d2d > 0, d2d / mc.d2d_bw, 0.0)
         t = np.maximum(np.maximum(tc, th), td)
         bound = np.argmax(np.stack(np.broadcast_arrays(tc, th, td)), axis=0)
-        cand = dict(mapping=np.full(np.shape(t), name, dtype=object) if np.ndim(t) else name,
-                    time_s=t, t_compute_s=tc, t_hbm_s=th, t_d2d_s=td, bound=bound,
+        cand = dict(mapping=MAPPINGS.index(name), time_s=t, t_compute_s=tc, t_hbm_s=th, t_d2d_s=td, bound=bound,
                     cycles=cyc, hbm_bytes_chiplet=hbm, d2d_bytes_chiplet=d2d)
         if best is None:
             best = cand
@@ -274,7 +274,7 @@ def workload_report(mc, workloads):
             "bound": BOUNDS[int(r["bound"])],
             "bound_time_s": {k: _scalar(v) for k, v in r["bound_time_s"].items()},
             "avg_power_w": _scalar(r["energy_j"] / r["time_s"]),
-            "ops": [{"name": o["name"], "mapping": str(o["mapping"]), "time_s": _scalar(o["time_s"]),
+            "ops": [{"name": o["name"], "mapping": MAPPINGS[int(o["mapping"])], "time_s": _scalar(o["time_s"]),
                      "bound": BOUNDS[int(o["bound"])], "macs": o["macs"],
                      "hbm_bytes": _scalar(o["hbm_bytes"]), "d2d_bytes": _scalar(o["d2d_bytes"]),
                      "intensity": _scalar(o["intensity_ops_per_byte"]),
