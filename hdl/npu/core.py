@@ -15,7 +15,8 @@ accumulator row *r*, lane *j* (bits ``[32j, 32j+32)``) holds an int32.
     byte *j*, i.e. row ``b_addr + i`` holds ``B[k0+i][n0 : n0+C]``. Rows ``i >= k_valid`` and
     bytes ``j >= n_valid`` are taken as zero. Takes R cycles of the B read port; it overlaps a
     running COMPUTE (it waits only until the previous preload has been made active in every PE).
-    The preloaded weights become active with the next WS COMPUTE. ``a_addr``, ``acc_addr``,
+    The preloaded weights become active with the next WS COMPUTE (a second PRELOAD before that
+    COMPUTE replaces them). ``a_addr``, ``acc_addr``,
     ``rows``, ``accumulate`` are ignored.
 ``op = COMPUTE (1)``, ``dataflow = WS (0)``
     For m in 0..rows-1: read A row ``a_addr + m`` (bytes i < k_valid: ``A[m0+m][k0+i]``, bytes
@@ -370,7 +371,7 @@ class Core(wiring.Component):
             with m.If(cmd.dataflow == Dataflow.WS):
                 if has_ws:
                     with m.If(is_pre):
-                        m.d.comb += ready.eq(~pl_busy & ~sh_loaded & (sw_cnt == 0))
+                        m.d.comb += ready.eq(~pl_busy & (sw_cnt == 0))   # a second PRELOAD replaces the first
                     with m.Else():
                         m.d.comb += ready.eq((~cp_busy | cp_last) & ~(sh_loaded & pl_busy))
                 else:

@@ -140,7 +140,7 @@ def add_ws_gemm(p, M, K, N, *, use_d):
     return M * N * K
 
 
-def add_ws_repeat(p, M, *, times=3):
+def add_ws_repeat(p, M, *, times=3, replaced_preload=False):
     """One PRELOAD, then ``times`` back-to-back COMPUTEs (no new weights) of M rows each, all
     accumulating into the same accumulator rows: with M = 1 or 2 the accumulator sees writes to
     the same row 1 or 2 cycles apart (the read-modify-write forwarding case)."""
@@ -158,6 +158,11 @@ def add_ws_repeat(p, M, *, times=3):
     D = rand_int8(rng, (M, N)) * 1000
     for m in range(M):
         p.acc_write(acc_base + m, list(D[m]) + [rng.randint(-2**31, 2**31 - 1) for _ in range(C - N)])
+    if replaced_preload:         # a PRELOAD replaced by a second one before any COMPUTE
+        junk = p.sp_alloc(R)
+        for r in range(R):
+            p.sp_row(junk + r, [])
+        p.cmd(op=ExecOp.PRELOAD, b_addr=junk, k_valid=R, n_valid=C)
     p.cmd(op=ExecOp.PRELOAD, b_addr=b_base, k_valid=K, n_valid=N)
     for t in range(times):
         p.cmd(op=ExecOp.COMPUTE, a_addr=a_base + t * M, rows=M, acc_addr=acc_base, k_valid=K,
@@ -314,7 +319,7 @@ def test_ws_tiles(rows, cols):
     add_ws_gemm(p, M, K, N, use_d=False)
     add_ws_gemm(p, rng.randint(1, 6), rng.randint(1, rows), rng.randint(1, cols), use_d=True)
     add_ws_repeat(p, 1)
-    add_ws_repeat(p, 2)
+    add_ws_repeat(p, 2, replaced_preload=True)
     trace = run_program(p, seed=seed)
     assert sum(u for _, u in trace) == sum(
         c["rows"] * c["k_valid"] * c["n_valid"] for c in p.cmds if c["op"] == ExecOp.COMPUTE), \
