@@ -192,7 +192,7 @@ def chiplet_from_dict(d, where="chiplet", *, phy_types=None, nodes=None):
         raise ConfigError(f("phys"), "must be an array of tables")
     phys, names = [], set()
     for i, p in enumerate(raw_phys):
-        pw = f"phys[{i}]"
+        pw = f"{where}.phys[{i}]"
         _keys(pw, p, ("name", "kind", "edge", "offset_mm", "width_mm"), ("type",))
         pname = _str(f"{pw}.name", p["name"])
         if pname in names:

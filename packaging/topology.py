@@ -170,11 +170,13 @@ def bisection_bandwidth(g, nodes=None):
         raise ValueError(f"bisection of {n} dies is too large for the exhaustive search")
     first, rest = nodes[0], nodes[1:]
     best = float("inf")
-    # fix nodes[0] in side A to halve the search
-    for combo in combinations(rest, n // 2 - 1):
-        side = set(combo) | {first}
-        cut = sum(d["bw_gbs"] for u, v, d in g.edges(data=True) if (u in side) != (v in side))
-        best = min(best, cut)
+    # nodes[0] goes in side A (halves the search); for odd n side A may be the smaller or the
+    # larger half
+    for size in sorted({n // 2, n - n // 2}):
+        for combo in combinations(rest, size - 1):
+            side = set(combo) | {first}
+            cut = sum(d["bw_gbs"] for u, v, d in g.edges(data=True) if (u in side) != (v in side))
+            best = min(best, cut)
     return best
 
 
