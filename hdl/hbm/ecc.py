@@ -1,17 +1,16 @@
-"""SECDED (72, 64) Hamming code in RTL: single-error correction, double-error detection per 64 data
-bits (extended Hamming code, textbook construction).
+"""SECDED (72, 64) extended Hamming code in RTL: single-error correction, double-error detection
+per 64 data bits (textbook construction, Hamming 1950 plus an overall parity bit).
 
-Codeword layout (72 bits, bit ``p`` of the word = Hamming position ``p``):
+Codeword layout, identical bit for bit to the golden model ``sim/hbm/ecc.py``: a 72-bit word is
+``data64 | check8 << 64``. In Hamming positions 1..71, the powers of two (1, 2, 4, ..., 64) hold
+check bits c0..c6 and the other 64 positions hold data bits 0..63 in ascending order (data bit 0 at
+position 3). ``c_j`` is the XOR of the data bits whose position has bit j set; ``c7`` (bit 71 of
+the word) is the overall parity, making every codeword even.
 
-- position 0: overall parity (even parity over all 72 bits);
-- positions 1, 2, 4, 8, 16, 32, 64: check bit ``k`` at position ``2**k`` makes the XOR of every
-  position whose index has bit ``k`` set equal to zero;
-- the other 64 positions (3, 5, 6, 7, 9, ...) carry data bits 0..63 in increasing order.
-
-Decoding: the syndrome is the XOR of the indices of all set bits (positions 1..71); with the
-overall parity it classifies the word: syndrome 0 and parity even: clean; parity odd: one bit
-flipped at position ``syndrome`` (0 = the overall parity bit itself), corrected; syndrome != 0 and
-parity even: two bits flipped, uncorrectable. Combinational, no latency.
+Decoding: syndrome ``s`` = recomputed c0..c6 XOR received c0..c6, ``p`` = parity of all 72 bits.
+``p == 1``: one bit flipped, at Hamming position ``s`` (0 = c7): corrected (``s`` > 71 cannot
+be a single error: uncorrectable). ``p == 0, s != 0``: two bits flipped: uncorrectable, data passed
+through as received. Combinational, no latency.
 """
 
 from amaranth.hdl import Cat, Const, Mux, Signal
@@ -24,37 +23,32 @@ assert len(DATA_POSITIONS) == 64
 
 
 def encode(m, data, name="ecc_enc"):
-    """72-bit codeword (a Signal) for a 64-bit ``data`` Value."""
-    bits = [None] * 72
-    for i, p in enumerate(DATA_POSITIONS):
-        bits[p] = data[i]
-    for k, cp in enumerate(CHECK_POSITIONS):
-        acc = Const(0, 1)
-        for i, p in enumerate(DATA_POSITIONS):
-            if p & cp:
-                acc = acc ^ data[i]
-        bits[cp] = acc
-    body = Signal(71, name=f"{name}_body")
-    m.d.comb += body.eq(Cat(*bits[1:]))
+    """72-bit codeword ``data | check << 64`` (a Signal) for a 64-bit ``data`` Value."""
+    checks = []
+    for cp in CHECK_POSITIONS:
+        checks.append(Cat(*[data[i] for i, p in enumerate(DATA_POSITIONS) if p & cp]).xor())
+    c7 = Signal(7, name=f"{name}_c")
+    m.d.comb += c7.eq(Cat(*checks))
     word = Signal(72, name=name)
-    m.d.comb += word.eq(Cat(body.xor(), body))
+    m.d.comb += word.eq(Cat(data, c7, Cat(data, c7).xor()))
     return word
 
 
 def decode(m, word, name="ecc_dec"):
     """``(data64, corrected, uncorrectable)`` Signals for a 72-bit ``word`` Value."""
+    data_in = word[:64]
     syn = Signal(7, name=f"{name}_syn")
     for k, cp in enumerate(CHECK_POSITIONS):
-        m.d.comb += syn[k].eq(Cat(*[word[p] for p in range(1, 72) if p & cp]).xor())
+        m.d.comb += syn[k].eq(
+            Cat(*[data_in[i] for i, p in enumerate(DATA_POSITIONS) if p & cp]).xor() ^ word[64 + k])
     parity = Signal(name=f"{name}_par")
     m.d.comb += parity.eq(word.xor())
-    fixed = Signal(72, name=f"{name}_fixed")
-    m.d.comb += fixed.eq(Mux(parity, word ^ (Const(1, 72) << syn), word))
     data = Signal(64, name=f"{name}_data")
-    m.d.comb += data.eq(Cat(*[fixed[p] for p in DATA_POSITIONS]))
+    single = parity & (syn <= 71)
+    m.d.comb += data.eq(Cat(*[data_in[i] ^ (single & (syn == p))
+                              for i, p in enumerate(DATA_POSITIONS)]))
     corrected = Signal(name=f"{name}_corr")
     uncorrectable = Signal(name=f"{name}_unc")
-    # syndrome beyond 71 with odd parity cannot be a single flip either
-    m.d.comb += [corrected.eq(parity & (syn <= 71)),
+    m.d.comb += [corrected.eq(single),
                  uncorrectable.eq((~parity & (syn != 0)) | (parity & (syn > 71)))]
     return data, corrected, uncorrectable

@@ -15,7 +15,9 @@ Every cycle the scheduler issues at most one row command and at most one column 
   ``open`` never does.
 - Row (first-come): the oldest request whose bank is closed gets an ACT (requests of the current
   direction first), or the oldest request whose bank holds another row gets a PRE, once no queued
-  request still hits that open row; a row-hit cap (``hit_cap`` column commands since the ACT)
+  request of the current direction still hits that open row (a hit of the other direction must
+  not hold a row against the direction being served, or the two would wait on each other);
+  a row-hit cap (``hit_cap`` column commands since the ACT)
   stops a stream of hits from starving a waiting conflict. Refresh (``hdl/hbm/refresh.py``) takes
   the row bus first when due.
 - Batching: writes wait in the queue while reads are served; the scheduler switches to writes
@@ -122,12 +124,16 @@ class Scheduler(wiring.Component):
             oh.append(s)
         any_hit = Signal(nb)      # a queued request hits the bank's open row
         any_conf = Signal(nb)     # a queued request needs another row of an open bank
+        any_hit_mode = Signal(nb)  # ... and is of the current batch direction
+        wmode = Signal()
         acc_h = Const(0, nb)
+        acc_hm = Const(0, nb)
         acc_c = Const(0, nb)
         for i in range(N):
             acc_h = acc_h | Mux(hit[i], oh[i], 0)
+            acc_hm = acc_hm | Mux(hit[i] & (we[i] == wmode), oh[i], 0)
             acc_c = acc_c | Mux(hit[i], 0, oh[i])
-        m.d.comb += [any_hit.eq(acc_h), any_conf.eq(acc_c & self.open)]
+        m.d.comb += [any_hit.eq(acc_h), any_hit_mode.eq(acc_hm), any_conf.eq(acc_c & self.open)]
 
         # ---- row-hit cap ----
         hits_since_act = [Signal(range(self._hit_cap + 1), name=f"hits{b}") for b in range(nb)]
@@ -140,7 +146,6 @@ class Scheduler(wiring.Component):
         nrd = Signal(range(N + 1))
         m.d.comb += [nwr.eq(sum(valid[i] & we[i] for i in range(N))),
                      nrd.eq(sum(valid[i] & ~we[i] for i in range(N)))]
-        wmode = Signal()
         m.d.comb += self.write_mode.eq(wmode)
         with m.If(~wmode):
             with m.If((nwr >= self._whi) | ((nrd == 0) & (nwr != 0))):
@@ -190,7 +195,7 @@ class Scheduler(wiring.Component):
             act_cm.append(am)
             p = Signal(name=f"q{i}_prec")
             m.d.comb += p.eq(valid[i] & e_open[i] & ~hit[i]
-                             & (~any_hit.bit_select(bank[i], 1) | cap)
+                             & (~any_hit_mode.bit_select(bank[i], 1) | cap)
                              & self.pre_ok.bit_select(bank[i], 1) & ~blocked(i))
             pre_c.append(p)
         col_i, col_f = _oldest(m, "col", col_c, ib)
