@@ -13,14 +13,15 @@ Impairments, applied in this order to each word (a word is one cycle):
    ``burst_len`` consecutive UIs of one lane (a lane glitch). Bits are numbered
    ``g = (cycle * lanes + lane) * U + t``; the burst starting at ``g = k * burst_every`` (k >= 1)
    hits lane ``(g // U) % lanes`` from UI ``t`` on, continuing into later cycles if needed;
-3. a stuck lane: TX physical lane ``stuck_lane`` reads ``stuck_value`` on the far side;
+3. stuck lanes: TX physical lane ``stuck_lane`` (or each lane of a tuple) reads ``stuck_value``
+   on the far side;
 4. reversed wiring: RX lane ``j`` receives TX lane ``lanes - 1 - j`` (d2d.md §1.7: reversal is a
    package property that the TX undoes);
 5. latency: the word appears at the RX ``latency`` cycles later (zeros before that).
 
-The Valid lane and the sideband are modelled as reliable (UCIe has redundant Valid and sideband
-lanes, d2d.md §1.7); they get the same latency as the data lanes. ``sideband_drop`` optionally
-drops whole sideband messages with a probability (seeded).
+The Valid lane is modelled as reliable (UCIe has a redundant Valid lane, d2d.md §1.7). The sideband
+is one serial bit per cycle per direction (hdl/d2d/sideband.py); it gets the data lanes' latency
+and, optionally, its own random bit errors at ``sideband_ber`` (seeded, independent of the data).
 
 Use :class:`Channel` in plain Python (``step`` per cycle, ``transmit`` for a block of cycles,
 vectorised) and :func:`connect` in a cocotb testbench to move words between two DUT ports.
@@ -46,10 +47,10 @@ class ChannelConfig:
     ber: float = 0.0
     burst_every: int = 0
     burst_len: int = 0
-    stuck_lane: int = -1          # -1: none
+    stuck_lane: object = -1       # -1: none; a lane index, or a tuple of lane indices
     stuck_value: int = 0
     reverse: bool = False
-    sideband_drop: float = 0.0
+    sideband_ber: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -63,11 +64,13 @@ class ChannelConfig:
             raise ConfigError("burst_len", "must be at least 1 when burst_every is set")
         if self.burst_len and self.burst_every and self.burst_len > self.burst_every:
             raise ConfigError("burst_len", f"must not exceed burst_every ({self.burst_every})")
-        check_int("stuck_lane", self.stuck_lane, lo=-1, hi=self.lanes - 1)
+        lanes = self.stuck_lane if isinstance(self.stuck_lane, tuple) else (self.stuck_lane,)
+        for k in lanes:
+            check_int("stuck_lane", k, lo=-1, hi=self.lanes - 1)
         check_int("stuck_value", self.stuck_value, choices=(0, 1))
         if not isinstance(self.reverse, bool):
             raise ConfigError("reverse", f"must be a bool, not {self.reverse!r}")
-        check_number("sideband_drop", self.sideband_drop, lo=0.0, hi=1.0)
+        check_number("sideband_ber", self.sideband_ber, lo=0.0, hi=0.5)
         check_int("seed", self.seed, lo=0)
 
 
@@ -91,8 +94,11 @@ class Channel:
     ----------
     config : ChannelConfig, or keyword arguments for one.
 
+    The configuration may be replaced between calls (``channel.config = dataclasses.replace(...)``)
+    to inject a fault mid-run (stuck lanes, reversal); latency, BER and bursts must stay the same.
+
     Counters: ``cycles``, ``bits`` (data-lane bits carried), ``flipped`` (bits inverted by BER and
-    bursts; a stuck lane is not counted), ``bursts``, ``sideband_sent``, ``sideband_dropped``.
+    bursts; a stuck lane is not counted), ``bursts``, ``sideband_bits``, ``sideband_flipped``.
     """
 
     def __init__(self, config=None, **kwargs):
@@ -104,7 +110,7 @@ class Channel:
         self._rng = np.random.default_rng(c.seed)
         self._sb_rng = np.random.default_rng([c.seed, 1])
         self._line = deque([np.zeros((c.lanes, c.ui_per_cycle), np.uint8)] * c.latency)
-        self._sb_line = deque([(0, 0)] * c.latency)
+        self._sb_line = deque([0] * c.latency)
         self._valid_line = deque([0] * c.latency)
         self._next_err = self._draw_gap(0)
         self._next_burst = c.burst_every if c.burst_every else None
@@ -113,8 +119,8 @@ class Channel:
         self.bits = 0
         self.flipped = 0
         self.bursts = 0
-        self.sideband_sent = 0
-        self.sideband_dropped = 0
+        self.sideband_bits = 0
+        self.sideband_flipped = 0
 
     # -- error processes -----------------------------------------------------------------------
     def _draw_gap(self, start):
@@ -159,8 +165,9 @@ class Channel:
                 if b > t_hi:
                     keep.append([lane, a, b])
             self._active = keep
-        if c.stuck_lane >= 0:
-            block[:, c.stuck_lane, :] = c.stuck_value
+        stuck = [k for k in (c.stuck_lane if isinstance(c.stuck_lane, tuple) else (c.stuck_lane,)) if k >= 0]
+        if stuck:
+            block[:, stuck, :] = c.stuck_value
         if c.reverse:
             block = block[:, ::-1, :]
         return block
@@ -201,25 +208,25 @@ class Channel:
         self._valid_line.append(int(valid))
         return self._valid_line.popleft()
 
-    def step_sideband(self, valid, message):
-        """One cycle of the sideband: ``(valid, message)`` in, the delayed ``(valid, message)`` out."""
-        if valid:
-            self.sideband_sent += 1
-            if self.config.sideband_drop and self._sb_rng.random() < self.config.sideband_drop:
-                self.sideband_dropped += 1
-                valid, message = 0, 0
+    def step_sideband(self, bit):
+        """One cycle of the serial sideband: the bit sent now in, the bit arriving now out."""
+        bit = int(bit) & 1
+        self.sideband_bits += 1
+        if self.config.sideband_ber and self._sb_rng.random() < self.config.sideband_ber:
+            bit ^= 1
+            self.sideband_flipped += 1
         if self.config.latency == 0:
-            return (valid, message)
-        self._sb_line.append((valid, message))
+            return bit
+        self._sb_line.append(bit)
         return self._sb_line.popleft()
 
 
 async def connect(clock, channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=None,
-                  sb_tx=None, sb_tx_valid=None, sb_rx=None, sb_rx_valid=None, cycles=None):
+                  sb_tx=None, sb_rx=None, cycles=None):
     """cocotb coroutine: each cycle move die A's lane outputs through ``channel`` to die B's inputs.
 
     At every falling edge of ``clock`` it reads ``tx_lanes`` (and the optional Valid lane and
-    sideband message signals), steps the channel and drives ``rx_lanes`` etc., so die B's
+    serial sideband bit), steps the channel and drives ``rx_lanes`` etc., so die B's
     registers capture the word at the next rising edge. Start one per direction with
     ``cocotb.start_soon(connect(dut.clk, ch_ab, dut.a_tx_lanes, dut.b_rx_lanes, ...))``.
     Runs forever unless ``cycles`` is given. Drives the RX side to 0 immediately (time 0).
@@ -231,7 +238,6 @@ async def connect(clock, channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=No
         rx_valid.value = 0
     if sb_rx is not None:
         sb_rx.value = 0
-        sb_rx_valid.value = 0
     n = 0
     while cycles is None or n < cycles:
         await FallingEdge(clock)
@@ -240,14 +246,12 @@ async def connect(clock, channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=No
         if rx_valid is not None:
             rx_valid.value = v
         if sb_tx is not None:
-            sv, sm = channel.step_sideband(sb_tx_valid.value.to_unsigned(), sb_tx.value.to_unsigned())
-            sb_rx_valid.value = sv
-            sb_rx.value = sm
+            sb_rx.value = channel.step_sideband(sb_tx.value.to_unsigned())
         n += 1
 
 
 def amaranth_connect(channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=None,
-                     sb_tx=None, sb_tx_valid=None, sb_rx=None, sb_rx_valid=None):
+                     sb_tx=None, sb_rx=None):
     """Amaranth-simulator testbench doing what :func:`connect` does, for ``sim.add_testbench``.
 
     Returns an ``async def bench(ctx)`` that runs forever (add it with ``background=True``):
@@ -262,7 +266,5 @@ def amaranth_connect(channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=None,
             if rx_valid is not None:
                 ctx.set(rx_valid, v)
             if sb_tx is not None:
-                sv, sm = channel.step_sideband(ctx.get(sb_tx_valid), ctx.get(sb_tx))
-                ctx.set(sb_rx_valid, sv)
-                ctx.set(sb_rx, sm)
+                ctx.set(sb_rx, channel.step_sideband(ctx.get(sb_tx)))
     return bench

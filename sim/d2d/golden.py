@@ -77,7 +77,7 @@ __all__ = [
     "FORMATS", "FlitFormat", "flit_format", "PID_CONTROL", "PID_STREAM0", "PID_STREAM1",
     "ACK_NONE", "ACK_ACK", "ACK_NAK", "SEQ_BITS", "SEQ_MOD", "HEADER_FIELDS", "DLP_FIELDS",
     "pack_header", "unpack_header", "pack_flit", "unpack_flit", "ack_number",
-    "payload_fraction", "GoBackNScoreboard", "ScoreboardError",
+    "payload_fraction", "GoBackNScoreboard", "ScoreboardError", "plan_repair",
 ]
 
 # d2d.md §1.4: x^16 + x^15 + x^2 + 1; 0x8005 holds the coefficients of x^15..x^0.
@@ -343,3 +343,50 @@ class GoBackNScoreboard:
                                       f"{len(queue)} items never delivered"
                                       + (f" (seed {self.seed})" if self.seed is not None else ""))
         return sum(self._delivered.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Lane repair plan (training, MBINIT.REPAIRMB)
+# ---------------------------------------------------------------------------------------------
+
+def plan_repair(pass_mask, lanes, spares_per_group, allow_degrade=True):
+    """Repair decision from a per-slot pass mask, as hdl/d2d/training.py must make it.
+
+    ``pass_mask[k]`` is True when slot k (data slots 0..lanes-1, then the spares, group g's spare
+    s at ``lanes + g * spares_per_group + s``) passed the lane-ID test. Groups have
+    ``min(lanes, 32)`` lanes (d2d.md §1.7). Broken data lanes are taken in increasing order and each
+    gets the first working, unused spare of its group. If every broken lane gets a spare the link
+    runs at full width (``width`` 0); otherwise, when ``allow_degrade``, the same procedure is tried
+    for the lower half of the data lanes alone (``width`` 1), then the upper half (``width`` 2).
+
+    Returns ``(width, entries)`` with ``entries[k] = (en, lane_in_group)`` per spare, or ``None``
+    when the link cannot be repaired (TRAINERROR).
+    """
+    group = min(lanes, 32)
+    spares = (lanes // group) * spares_per_group
+
+    def walk(lo, hi):
+        entries = [(0, 0)] * spares
+        used = [False] * spares
+        for lane in range(lo, hi):
+            if pass_mask[lane]:
+                continue
+            g, idx = divmod(lane, group)
+            for s in range(spares_per_group):
+                k = g * spares_per_group + s
+                if pass_mask[lanes + k] and not used[k]:
+                    used[k] = True
+                    entries[k] = (1, idx)
+                    break
+            else:
+                return None
+        return entries
+
+    tries = [(0, 0, lanes)]
+    if allow_degrade:
+        tries += [(1, 0, lanes // 2), (2, lanes // 2, lanes)]
+    for width, lo, hi in tries:
+        entries = walk(lo, hi)
+        if entries is not None:
+            return width, entries
+    return None

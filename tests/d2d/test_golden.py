@@ -213,8 +213,11 @@ def test_stuck_lane_reversal_latency():
     # valid lane and sideband have the same latency and are not corrupted
     vs = [ch.step_valid(v) for v in (1, 0, 1, 1, 0, 0)]
     assert vs == [0, 0, 0, 1, 0, 1]
-    sb = [ch.step_sideband(1, m) for m in (5, 6, 7, 8)]
-    assert sb == [(0, 0)] * 3 + [(1, 5)]
+    sb = [ch.step_sideband(b) for b in (1, 1, 0, 1, 0)]
+    assert sb == [0, 0, 0, 1, 1]
+    noisy = Channel(lanes=4, sideband_ber=0.1, seed=seed)
+    flips = sum(noisy.step_sideband(0) for _ in range(5000))
+    assert flips == noisy.sideband_flipped and 350 < flips < 650, f"seed={seed}"
 
 
 def test_channel_carries_a_megabyte_quickly():
