@@ -401,7 +401,7 @@ class HBMDevice:
         if r is not None and r is not self._refpb[b] and now - r.cycle < t.tRREFD:
             self._violate("tRREFD", r, c, t.tRREFD, now - r.cycle)
         a = self._g_act[g]
-        if a is not None and now - a.cycle < t.tRRD_L:
+        if a is not None and a is not self._act[b] and now - a.cycle < t.tRRD_L:   # same bank: tRC
             self._violate("tRRD_L", a, c, t.tRRD_L, now - a.cycle)
         a = self._act_any
         if a is not None and a is not self._g_act[g] and now - a.cycle < t.tRRD_S:
@@ -454,10 +454,11 @@ class HBMDevice:
             self._open[b] = None
             self._pre_at[b] = now
             self._pre_cmd[b] = c
-        p = self._pre_at[b]
-        if p is not None and now - p < t.tRP:
-            pc = self._pre_cmd[b]
-            self._violate("tRP", pc, c, p + t.tRP - pc.cycle, now - pc.cycle)
+        else:
+            p = self._pre_at[b]
+            if p is not None and now - p < t.tRP:
+                pc = self._pre_cmd[b]
+                self._violate("tRP", pc, c, p + t.tRP - pc.cycle, now - pc.cycle)
         r = self._refpb[b]
         if r is not None and now - r.cycle < t.tRFCpb:
             self._violate("tRFCpb", r, c, t.tRFCpb, now - r.cycle)

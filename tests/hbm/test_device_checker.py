@@ -465,3 +465,175 @@ def test_commands_out_of_order_are_a_usage_error():
         dev.issue(9, "PREA")
     with pytest.raises(ValueError):
         dev.issue(20, "NOP")
+
+
+# --- differential test against a brute-force checker ---------------------------------------------
+class NaiveChecker:
+    """Every rule straight from its definition, checked against the WHOLE history (quadratic).
+
+    Written independently of the device model's incremental bookkeeping: for each new command it
+    scans all earlier commands. State semantics after an illegal command follow the device's
+    documented ones (an ACT opens its row even if illegal, etc.).
+    """
+
+    def __init__(self, t):
+        self.t = t
+        self.hist = []                       # (cycle, cmd, bank tuple or None)
+        self.open = {}                       # bank -> (row, act_cycle)
+        self.pre = {}                        # bank -> cycle its precharge started
+        self.rd_since_act = {}               # bank -> cycles of RD/RDA while open
+        self.wr_since_act = {}
+        self.horizon = max(v for k, v in t.as_dict().items() if k not in ("tREFI", "tREFIpb")) + t.WL + t.BL
+
+    def banks(self):
+        t = self.t
+        return [(s, g, b) for s in range(t.sids) for g in range(t.bank_groups) for b in range(t.banks_per_group)]
+
+    def step(self, cyc, cmd, bank, row=None):
+        t, out = self.t, set()
+        wend = t.WL + t.BL
+        # commands older than the longest rule can no longer matter: drop them (speed only)
+        horizon = self.horizon
+        while self.hist and cyc - self.hist[0][0] > horizon:
+            self.hist.pop(0)
+        earlier = self.hist
+        same_bus = [h for h in earlier if h[0] == cyc and ((h[1] in ("RD", "WR", "RDA", "WRA")) ==
+                                                           (cmd in ("RD", "WR", "RDA", "WRA")))]
+        if same_bus:
+            out.add("col_bus" if cmd in ("RD", "WR", "RDA", "WRA") else "row_bus")
+
+        def since(kinds, pred=lambda b: True):
+            return [cyc - h[0] for h in earlier if h[1] in kinds and pred(h[2])]
+
+        def precharged_ok(b):
+            if b in self.open:
+                out.add("bank_open")
+            if b in self.pre and cyc - self.pre[b] < t.tRP:
+                out.add("tRP")
+
+        if cmd == "ACT":
+            if bank in self.open:
+                out.add("bank_open")
+            if bank in self.pre and cyc - self.pre[bank] < t.tRP:
+                out.add("tRP")
+            if any(d < t.tRC for d in since({"ACT"}, lambda b: b == bank)):
+                out.add("tRC")
+            if any(d < t.tRRD_L for d in since({"ACT"}, lambda b: b != bank and b[:2] == bank[:2])):
+                out.add("tRRD_L")
+            if any(d < t.tRRD_S for d in since({"ACT"}, lambda b: b[:2] != bank[:2])):
+                out.add("tRRD_S")
+            if sum(d < t.tFAW for d in since({"ACT"})) >= 4:
+                out.add("tFAW")
+            if any(d < t.tRFC for d in since({"REFab"})):
+                out.add("tRFC")
+            if any(d < t.tRFCpb for d in since({"REFpb"}, lambda b: b == bank)):
+                out.add("tRFCpb")
+            if any(d < t.tRREFD for d in since({"REFpb"}, lambda b: b != bank)):
+                out.add("tRREFD")
+            self.open[bank] = (row, cyc)
+            self.rd_since_act[bank], self.wr_since_act[bank] = [], []
+        elif cmd in ("PRE", "PREA"):
+            if any(d < t.tPPD for d in since({"PRE", "PREA"})):
+                out.add("tPPD")
+            for b in ([bank] if cmd == "PRE" else self.banks()):
+                if b not in self.open:
+                    continue
+                if cyc - self.open[b][1] < t.tRAS:
+                    out.add("tRAS")
+                if any(cyc - c < t.tRTP for c in self.rd_since_act[b]):
+                    out.add("tRTP")
+                if any(cyc - c < wend + t.tWR for c in self.wr_since_act[b]):
+                    out.add("tWR")
+                del self.open[b]
+                self.pre[b] = cyc
+        elif cmd == "REFab":
+            if any(d < t.tRFC for d in since({"REFab"})):
+                out.add("tRFC")
+            for b in self.banks():
+                precharged_ok(b)
+                if any(d < t.tRFCpb for d in since({"REFpb"}, lambda x: x == b)):
+                    out.add("tRFCpb")
+                if b in self.open:
+                    del self.open[b]
+                    self.pre[b] = cyc
+        elif cmd == "REFpb":
+            precharged_ok(bank)
+            if any(d < t.tRFCpb for d in since({"REFpb"}, lambda b: b == bank)):
+                out.add("tRFCpb")
+            if any(d < t.tRFC for d in since({"REFab"})):
+                out.add("tRFC")
+            if any(d < t.tRREFD for d in since({"REFpb"}, lambda b: b != bank)):
+                out.add("tRREFD")
+            if bank in self.open:
+                del self.open[bank]
+                self.pre[bank] = cyc
+        else:
+            is_rd = cmd in ("RD", "RDA")
+            same = {"RD", "RDA"} if is_rd else {"WR", "WRA"}
+            if bank not in self.open:
+                out.add("bank_closed")
+            elif cyc - self.open[bank][1] < (t.tRCD_RD if is_rd else t.tRCD_WR):
+                out.add("tRCD_RD" if is_rd else "tRCD_WR")
+            if any(d < t.tCCD_L for d in since(same, lambda b: b[:2] == bank[:2])):
+                out.add("tCCD_L")
+            if any(d < t.tCCD_S for d in since(same, lambda b: b[0] == bank[0] and b[1] != bank[1])):
+                out.add("tCCD_S")
+            if any(d < t.tCCD_R for d in since(same, lambda b: b[0] != bank[0])):
+                out.add("tCCD_R")
+            if is_rd:
+                if any(d < wend + t.tWTR_L for d in since({"WR", "WRA"}, lambda b: b[:2] == bank[:2])):
+                    out.add("tWTR_L")
+                if any(d < wend + t.tWTR_S for d in since({"WR", "WRA"}, lambda b: b[:2] != bank[:2])):
+                    out.add("tWTR_S")
+            elif any(d < t.tRTW for d in since({"RD", "RDA"})):
+                out.add("tRTW")
+            if bank in self.open:
+                (self.rd_since_act if is_rd else self.wr_since_act)[bank].append(cyc)
+                if cmd in ("RDA", "WRA"):
+                    act_cycle = self.open.pop(bank)[1]
+                    ap = cyc + t.tRTP if is_rd else cyc + wend + t.tWR
+                    self.pre[bank] = max(ap, act_cycle + t.tRAS)
+        self.hist.append((cyc, cmd, bank))
+        return out
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_checker_agrees_with_brute_force_on_random_streams(preset):
+    """Random command streams (legal and illegal mixed): the incremental checker flags exactly the
+    commands the brute-force one flags, and every rule it names is one the brute force found."""
+    import os
+    import random
+    seed = int(os.environ.get("DIESTACK_SEED", random.randrange(1 << 30)))
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    t = resolve(preset, {"sids": 2, "rows": 4} if preset == "hbm2" else {"rows": 4})
+    dev = HBMDevice(t, strict=False, check_refresh=False, max_recorded=10 ** 6)
+    ref = NaiveChecker(t)
+    banks = ref.banks()
+    # a few "hot" banks so that same-bank / same-group interactions are frequent
+    hot = rng.sample(banks, 6)
+    cyc = 0
+    flagged = 0
+    cmds = ["ACT"] * 6 + ["PRE"] * 4 + ["RD"] * 5 + ["WR"] * 4 + ["RDA", "WRA", "PREA", "REFab", "REFpb"]
+    for i in range(1500):
+        cyc += rng.choice([0, 1, 1, 2, 2, 3, 4, 5, 8, 12, 20, 40])
+        cmd = rng.choice(cmds)
+        bank = rng.choice(hot if rng.random() < 0.8 else banks)
+        row = rng.randrange(t.rows)
+        before = dev.violation_total
+        before_rules = dict(dev.violation_counts)
+        if cmd in ("RD", "WR", "RDA", "WRA"):
+            dev.issue(cyc, cmd, *bank, col=rng.randrange(t.columns), data=0 if cmd[0] == "W" else None)
+        elif cmd in ("PREA", "REFab"):
+            dev.issue(cyc, cmd)
+        else:
+            dev.issue(cyc, cmd, *bank, row=row if cmd == "ACT" else None)
+        got = {r for r, n in dev.violation_counts.items() if n > before_rules.get(r, 0)}
+        want = ref.step(cyc, cmd, None if cmd in ("PREA", "REFab") else bank, row)
+        where = f"seed {seed} {preset} step {i}: {cmd} {bank} @ {cyc}"
+        assert bool(got) == bool(want), f"{where}: device {got or 'legal'}, brute force {want or 'legal'}"
+        assert got <= want, f"{where}: device {got}, brute force {want}"
+        flagged += bool(want)
+        assert dev.violation_total >= before
+    # the stream must exercise both verdicts substantially
+    assert 100 < flagged < 1400, f"seed {seed}: {flagged} of 1500 flagged"
