@@ -86,7 +86,7 @@ class D2DConfig:
         check_int("lanes", self.lanes, choices=LANES)
         check_choice("flit", str(self.flit), FLIT_FORMATS)
         object.__setattr__(self, "flit", str(self.flit))
-        check_int("ui_per_cycle", self.ui_per_cycle, choices=(1, 2, 4, 8, 16))
+        check_int("ui_per_cycle", self.ui_per_cycle, choices=(8, 16))
         bpc = self.lanes * self.ui_per_cycle // 8
         if bpc < 4 or bpc & (bpc - 1):
             raise ConfigError("ui_per_cycle", f"lanes x ui_per_cycle / 8 must be a power of two "
@@ -273,7 +273,8 @@ class D2DAdapter(wiring.Component):
         else:
             m.d.comb += send_data.eq(rtx.o.valid)
         fi = ftx.i.payload
-        m.d.comb += [ftx.i.valid.eq(self.link_up), rtx.o.ready.eq(ftx.i.ready & send_data)]
+        m.d.comb += [ftx.i.valid.eq(self.link_up),
+                     rtx.o.ready.eq(ftx.i.ready & send_data & self.link_up)]
         with m.If(send_data):
             m.d.comb += [fi.pid.eq(out_meta.pid), fi.cred.eq(out_meta.cred),
                          fi.num.eq(rtx.o.payload.seq), fi.payload.eq(out_meta.payload)]

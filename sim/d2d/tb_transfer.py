@@ -1,0 +1,356 @@
+"""cocotb end-to-end transfer: die A -> channel model -> die B on the ``d2d_pair`` top.
+
+Job folder (env ``DIESTACK_JOB``):
+
+- ``job.json``: ``lanes``, ``flit``, ``ui_per_cycle``, ``payload_bytes``, ``flit_cycles``,
+  ``flight`` (channel latency, cycles), ``ber``, ``burst_every``, ``burst_len``, ``stuck_lane``
+  (-1: none), ``stuck_value``, ``reverse``, ``seed``, ``backpressure`` (probability that die B's
+  consumer is not ready in a cycle), ``max_cycles``, ``repair`` (optional: see below).
+- ``input.bin``: the bytes to send.
+
+Protocol framing (ours, above the adapter): the byte stream is an 8-byte little-endian length
+followed by the data, zero-padded to whole flit payloads; payload ``i`` goes on stream ``i % 2``,
+so both protocol streams are multiplexed over the link; die B reassembles by taking payloads
+alternately from its two streams and truncating to the length.
+
+Outputs: ``output.bin`` (what die B released) and ``metrics.json``: ``bytes_in``, ``bytes_out``,
+``flits`` (data flits accepted by die B), ``tx_flits`` (all flits die A sent), ``cycles`` (first
+TX accept to last RX release), ``goodput`` (payload bits released / raw lane bits of those
+cycles, ``lanes * ui_per_cycle * cycles``), ``crc_errors``, ``replays``, ``retrains``,
+``latency_min/avg/max`` (cycles from a payload's TX accept to the release of its last segment),
+``latency_first_*`` (to its first segment; differs for 256lo), ``pipeline_latency_*`` (latency
+minus channel flight and flit serialization), counters of both dies, ``completed``, ``overflow``.
+
+Every DUT input is driven from time 0. Handshakes are decided at the falling edge: inputs are set,
+the design settles (ReadOnly) and valid & ready is what the next rising edge samples.
+"""
+
+import json
+import os
+import random
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly
+
+from .channel import Channel, ChannelConfig
+
+COUNTERS = ("tx_flits", "tx_data_flits", "rx_flits", "rx_data_flits", "crc_errors", "replays",
+            "replayed_flits", "retrains", "credit_stall_cycles", "refused", "resyncs",
+            "duplicates")
+
+
+def frame(data, payload_bytes):
+    """Length-prefixed payload list (see module docstring)."""
+    body = len(data).to_bytes(8, "little") + bytes(data)
+    pad = (-len(body)) % payload_bytes
+    body += bytes(pad)
+    return [body[i:i + payload_bytes] for i in range(0, len(body), payload_bytes)]
+
+
+def unframe(payloads):
+    body = b"".join(payloads)
+    if len(body) < 8:
+        return b""
+    n = int.from_bytes(body[:8], "little")
+    return body[8:8 + n]
+
+
+def _write_json(path, obj):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+async def _carry(dut, links):
+    """Move lane words and the Valid lane through the channel models, both directions, each cycle.
+
+    Same timing as ``channel.connect`` (step at the falling edge, the far RX captures at the next
+    rising edge); one coroutine for both directions, reading the 1-bit Valid lane with ``int()``.
+    """
+    ports = [(ch, getattr(dut, f"{tx}_tx_lanes"), getattr(dut, f"{tx}_tx_valid"),
+              getattr(dut, f"{rx}_rx_lanes"), getattr(dut, f"{rx}_rx_valid")) for ch, tx, rx in links]
+    for _, _, _, rl, rv in ports:
+        rl.value = 0
+        rv.value = 0
+    while True:
+        await FallingEdge(dut.clk)
+        for ch, tl, tv, rl, rv in ports:
+            rl.value = ch.step(tl.value.to_unsigned())
+            rv.value = ch.step_valid(int(tv.value))
+
+
+def _pattern(slots, ui, invert):
+    """Per-slot training words: the slot number (8-bit lane ID) repeated, or its complement."""
+    words = []
+    for k in range(slots):
+        byte = (k * 37 + 0x5A) & 0xFF
+        if invert:
+            byte ^= 0xFF
+        words.append(int.from_bytes(bytes([byte]) * (ui // 8), "little"))
+    return words
+
+
+def _join(words, ui):
+    v = 0
+    for k, w in enumerate(words):
+        v |= w << (k * ui)
+    return v
+
+
+def _split(value, slots, ui):
+    return [(value >> (k * ui)) & ((1 << ui) - 1) for k in range(slots)]
+
+
+async def _send_pattern(dut, tx, rx, words, ui, flight):
+    getattr(dut, f"{tx}_override_lanes").value = _join(words, ui)
+    getattr(dut, f"{tx}_override").value = 1
+    for _ in range(flight + 4):
+        await FallingEdge(dut.clk)
+    await ReadOnly()
+    got = _split(getattr(dut, f"{rx}_raw").value.to_unsigned(), len(words), ui)
+    await FallingEdge(dut.clk)
+    return got
+
+
+async def lane_test(dut, lc):
+    """Lane test of both directions through the RTL lane ports (what MBINIT.REVERSALMB/REPAIRMB do).
+
+    Each TX sends per-slot ID words and their complements with ``override`` (Valid low); the far
+    RX's ``raw`` words show reversal (slot k arriving on lane P-1-k) and broken lanes (a word
+    that does not arrive intact). Reversal is undone in the TX (d2d.md §1.7); broken data lanes
+    are remapped to spares of their 32-lane group, or, if spares run out, the link degrades to
+    the half width that has no broken lane. Both dies get the same repair/width. Returns a
+    summary dict (``cycles`` spent).
+    """
+    P, U, N = lc["slots"], lc["ui"], lc["lanes"]
+    spares, G = lc["spares"], lc["group"]
+    flight = lc["flight"]
+    cycles = 0
+    broken = set()
+    reversed_ = {}
+    for tx, rx in (("a", "b"), ("b", "a")):
+        getattr(dut, f"{tx}_reverse").value = 0
+        ids = _pattern(P, U, False)
+        got = await _send_pattern(dut, tx, rx, ids, U, flight)
+        cycles += flight + 5
+        straight = sum(got[j] == ids[j] for j in range(P))
+        rev = sum(got[j] == ids[P - 1 - j] for j in range(P))
+        reversed_[tx] = rev > straight
+        getattr(dut, f"{tx}_reverse").value = int(reversed_[tx])
+        for inv in (False, True):
+            words = _pattern(P, U, inv)
+            got = await _send_pattern(dut, tx, rx, words, U, flight)
+            cycles += flight + 5
+            broken |= {k for k in range(P) if got[k] != words[k]}
+        getattr(dut, f"{tx}_override").value = 0
+    # repair map: per group, broken data lanes onto the group's good spares
+    entries = [0] * (N // G * spares)
+    width = 0
+    ok = True
+    for g in range(N // G):
+        bad = [l for l in range(g * G, (g + 1) * G) if l in broken]
+        good_spares = [s for s in range(spares) if N + g * spares + s not in broken]
+        if len(bad) > len(good_spares):
+            ok = False
+            break
+        for l, s in zip(bad, good_spares):
+            entries[g * spares + s] = 1 | ((l - g * G) << 1)
+    if not ok:
+        entries = [0] * len(entries)
+        lower_bad = any(l < N // 2 for l in broken if l < N)
+        upper_bad = any(N // 2 <= l < N for l in broken)
+        width = 1 if not lower_bad else (2 if not upper_bad else 0)
+    lane_bits = max(1, (G - 1).bit_length())
+    value = 0
+    for k, e in enumerate(entries):
+        value |= e << (k * (1 + lane_bits))
+    for die in "ab":
+        getattr(dut, f"{die}_repair").value = value
+        getattr(dut, f"{die}_width").value = width
+        getattr(dut, f"{die}_hold").value = 0
+    await FallingEdge(dut.clk)
+    summary = {"reversed": reversed_, "broken_slots": sorted(broken),
+               "repaired": [((e >> 1), k) for k, e in enumerate(entries) if e & 1],
+               "width": width, "cycles": cycles + 1}
+    dut._log.info(f"lane test: {summary}")
+    return summary
+
+
+@cocotb.test()
+async def transfer(dut):
+    job = Path(os.environ["DIESTACK_JOB"])
+    cfg = json.loads((job / "job.json").read_text())
+    data = (job / "input.bin").read_bytes()
+    P = cfg["payload_bytes"]
+    lanes = cfg["lanes"]
+    ui = cfg.get("ui_per_cycle", 8)
+    lo = cfg["flit"] == "256lo"
+    segs = [122, 126] if lo else [P]
+    raw = cfg["flit"] == "raw"
+    seed = int(cfg.get("seed", 1))
+    rng = random.Random(seed)
+    bp = float(cfg.get("backpressure", 0.0))
+    max_cycles = int(cfg.get("max_cycles", 2_000_000))
+    dut._log.info(f"transfer: {len(data)} bytes, {cfg['flit']} x{lanes}, ber={cfg.get('ber', 0)}, "
+                  f"seed={seed}")
+
+    ins = [(dut.a_s0_i__valid, dut.a_s0_i__ready, dut.a_s0_i__payload),
+           (dut.a_s1_i__valid, dut.a_s1_i__ready, dut.a_s1_i__payload)]
+    outs = [(dut.b_s0_o__valid, dut.b_s0_o__ready, dut.b_s0_o__payload),
+            (dut.b_s1_o__valid, dut.b_s1_o__ready, dut.b_s1_o__payload)]
+    # time 0: drive every input
+    dut.rst.value = 1
+    dut.link_up.value = 0
+    for die in "ab":
+        for name, v in (("reverse", 0), ("repair", 0), ("width", 0), ("scramble", 0),
+                        ("hold", 1), ("override", 0), ("override_lanes", 0)):
+            getattr(dut, f"{die}_{name}").value = v
+    for v, _, p in ins:
+        v.value = 0
+        p.value = 0
+    for _, r, _ in outs:
+        r.value = 0
+    common = dict(lanes=cfg["slots"], ui_per_cycle=ui, latency=int(cfg.get("flight", 4)),
+                  ber=float(cfg.get("ber", 0.0)), burst_every=int(cfg.get("burst_every", 0)),
+                  burst_len=int(cfg.get("burst_len", 0)), reverse=bool(cfg.get("reverse", False)))
+    ch_ab = Channel(ChannelConfig(**common, stuck_lane=int(cfg.get("stuck_lane", -1)),
+                                  stuck_value=int(cfg.get("stuck_value", 0)), seed=seed))
+    ch_ba = Channel(ChannelConfig(**common, seed=seed + 7919))
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(_carry(dut, ((ch_ab, "a", "b"), (ch_ba, "b", "a"))))
+    for _ in range(3):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    await FallingEdge(dut.clk)
+    lanecfg = dict(slots=cfg["slots"], ui=ui, lanes=lanes, spares=cfg["spares_per_group"],
+                   group=cfg["group_lanes"], flight=int(cfg.get("flight", 4)))
+    repairs = [await lane_test(dut, lanecfg)]
+    dut.link_up.value = 1
+
+    payloads = frame(data, P)
+    if raw:
+        # raw mode: one stream (no stream id on the wire)
+        queues = [list(payloads), []]
+    else:
+        queues = [payloads[0::2], payloads[1::2]]
+    qi = [0, 0]
+    got = [[], []]
+    partial = [b"", b""]
+    accept_t = [[], []]
+    lat, lat_first = [], []
+    released = [0, 0]
+    first_accept = last_release = None
+    cycle = 0
+    t_start = None
+    total = len(payloads)
+    ints = [[int.from_bytes(p, "little") for p in q] for q in queues]
+    retrain = False
+    clock = [0]
+
+    async def count():
+        while True:
+            await FallingEdge(dut.clk)
+            clock[0] += 1
+
+    cocotb.start_soon(count())
+    while sum(len(g) for g in got) < total and clock[0] < max_cycles:
+        await FallingEdge(dut.clk)
+        if retrain:
+            retrain = False
+            dut.link_up.value = 0
+            for _ in range(cfg["flit_cycles"] + lanecfg["flight"] + 8):
+                await FallingEdge(dut.clk)
+            repairs.append(await lane_test(dut, lanecfg))
+            dut.link_up.value = 1
+            await FallingEdge(dut.clk)
+        for s in range(2):
+            v, _, p = ins[s]
+            if qi[s] < len(queues[s]):
+                v.value = 1
+                p.value = ints[s][qi[s]]
+            else:
+                v.value = 0
+            outs[s][1].value = 1 if rng.random() >= bp else 0
+        await ReadOnly()
+        cycle = clock[0]
+        if int(dut.a_retrain_req.value) or int(dut.b_retrain_req.value):
+            retrain = True
+        for s in range(2):
+            v, r, _ = ins[s]
+            if qi[s] < len(queues[s]) and int(r.value):
+                qi[s] += 1
+                accept_t[s].append(cycle)
+                if first_accept is None:
+                    first_accept = cycle
+            ov, orr, op = outs[s]
+            if int(ov.value) and int(orr.value):
+                word = op.value.to_unsigned()
+                chunk = (word & ((1 << (8 * P)) - 1)).to_bytes(P, "little")
+                last = word >> (8 * P)
+                n = segs[1] if (lo and partial[s]) else segs[0]
+                if not partial[s] and accept_t[s][released[s]:]:
+                    lat_first.append(cycle - accept_t[s][released[s]])
+                partial[s] += chunk[:n]
+                if last:
+                    got[s].append(partial[s])
+                    partial[s] = b""
+                    if released[s] < len(accept_t[s]):
+                        lat.append(cycle - accept_t[s][released[s]])
+                    released[s] += 1
+                    last_release = cycle
+    await FallingEdge(dut.clk)
+
+    if raw:
+        received = got[0]
+    else:
+        received = []
+        for i in range(len(got[0]) + len(got[1])):
+            q = got[i % 2]
+            j = i // 2
+            if j >= len(q):
+                break
+            received.append(q[j])
+    out = unframe(received)
+    (job / "output.bin").write_bytes(out)
+
+    def ctr(die, name):
+        return getattr(dut, f"{die}_{name}").value.to_unsigned()
+
+    counters = {f"{d}_{n}": ctr(d, n) for d in "ab" for n in COUNTERS}
+    cycles = (last_release - first_accept + 1) if (first_accept is not None and last_release is not None) else cycle
+    payload_bits = 8 * P * sum(len(g) for g in got)
+    raw_bits = lanes * ui * max(cycles, 1)
+    flight = int(cfg.get("flight", 4))
+    ser = int(cfg["flit_cycles"])
+
+    def stats(xs, sub=0):
+        if not xs:
+            return None, None, None
+        ys = [x - sub for x in xs]
+        return min(ys), round(sum(ys) / len(ys), 3), max(ys)
+
+    lmin, lavg, lmax = stats(lat)
+    fmin, favg, fmax = stats(lat_first)
+    pmin, pavg, pmax = stats(lat, flight + ser)
+    metrics = {
+        "bytes_in": len(data), "bytes_out": len(out),
+        "flits": counters["b_rx_data_flits"], "tx_flits": counters["a_tx_flits"],
+        "payloads": total, "cycles": cycles, "sim_cycles": cycle,
+        "goodput": round(payload_bits / raw_bits, 6),
+        "file_goodput": round(8 * len(out) / raw_bits, 6),
+        "crc_errors": counters["a_crc_errors"] + counters["b_crc_errors"],
+        "replays": counters["a_replays"] + counters["b_replays"],
+        "retrains": counters["a_retrains"] + counters["b_retrains"],
+        "latency_min": lmin, "latency_avg": lavg, "latency_max": lmax,
+        "latency_first_min": fmin, "latency_first_avg": favg, "latency_first_max": fmax,
+        "pipeline_latency_min": pmin, "pipeline_latency_avg": pavg, "pipeline_latency_max": pmax,
+        "flight_cycles": flight, "serialization_cycles": ser,
+        "bit_flips": ch_ab.flipped + ch_ba.flipped, "bursts": ch_ab.bursts + ch_ba.bursts,
+        "completed": sum(len(g) for g in got) == total,
+        "overflow": int(dut.a_overflow.value) | int(dut.b_overflow.value),
+        "counters": counters, "seed": seed, "lane_repair": repairs,
+    }
+    _write_json(job / "metrics.json", metrics)
+    dut._log.info(f"metrics: {json.dumps({k: v for k, v in metrics.items() if k != 'counters'})}")
