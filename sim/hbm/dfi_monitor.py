@@ -26,37 +26,15 @@ command, row, column)``; :func:`write_command_log` writes it as the ``--command-
 column commands ``row`` is the row open in that bank when the command was issued.
 """
 
-import csv
-import os
-import tempfile
-
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from .cmdlog import CSV_HEADER, write_command_log
 from .device import COL_COMMANDS, ROW_COMMANDS, HBMDevice
 
 __all__ = ["DFIMonitor", "CSV_HEADER", "write_command_log"]
 
-CSV_HEADER = ("cycle", "channel", "pseudo_channel", "sid", "bank_group", "bank", "command", "row", "column")
 _MODES = ("end", "immediate", "count")
-
-
-def write_command_log(path, entries):
-    """Write command-log tuples as CSV (atomic: a temp file renamed over ``path``)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cmdlog-", suffix=".csv", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_HEADER)
-            for e in entries:
-                w.writerow("" if x is None else x for x in e)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _reader(handle, name):

@@ -81,3 +81,13 @@ def test_immediate_mode_fails_at_once(results):
     # ended inside the play loop, at the violation, not after it
     assert (results / "immediate_started.txt").exists()
     assert not (results / "immediate_finished.txt").exists()
+
+
+def test_command_log_replays_clean(results):
+    """The CSV the monitor wrote re-checks clean through fresh devices (independent of the sim)."""
+    from diestack.sim.hbm.cmdlog import read_command_log, replay
+    entries = read_command_log(results / "legal_script.csv")
+    assert len(entries) == 9 and entries[-1] == (76, 3, 1, None, None, None, "REFab", None, None)
+    devs = replay(entries, resolve("hbm2"))
+    assert list(devs) == [(3, 1)] and devs[(3, 1)].violation_total == 0
+    assert devs[(3, 1)].command_counts == {"ACT": 3, "WR": 1, "RD": 1, "PRE": 3, "REFab": 1}
