@@ -89,10 +89,13 @@ def _check_transfer_args(lanes, flit, ber, burst_every, burst_len, stuck_lane, b
 
 
 def transfer(data, *, lanes=16, flit="256", ber=0.0, burst_every=0, burst_len=0, stuck_lane=-1,
-             stuck_value=0, reverse=False, seed=1, sim=None, backpressure=0.0,
+             stuck_value=0, stuck_after=0, reverse=False, seed=1, sim=None, backpressure=0.0,
              flight=DEFAULT_FLIGHT, max_cycles=None, job_dir=None, waves=None, log=None):
     """Send ``data`` (bytes) from die A to die B in simulation; return ``(received, metrics)``.
 
+    ``stuck_lane`` K sticks physical lane K of the A -> B direction at ``stuck_value``: from the
+    start (the bring-up lane test finds and repairs it) or, with ``stuck_after`` N, from data
+    cycle N on (CRC errors, replays, retry escalation, retrain, lane test, repair).
     Raises ConfigError for bad parameters, SimulatorUnavailable, SimulationFailed if the
     testbench itself failed.
     """
@@ -116,7 +119,8 @@ def transfer(data, *, lanes=16, flit="256", ber=0.0, burst_every=0, burst_len=0,
               "spares_per_group": lc.spares_per_group, "group_lanes": lc.group_lanes,
               "payload_bytes": cfg.payload_bytes, "flit_cycles": cfg.flit_cycles,
               "flight": flight, "ber": ber, "burst_every": burst_every, "burst_len": burst_len,
-              "stuck_lane": stuck_lane, "stuck_value": stuck_value, "reverse": bool(reverse),
+              "stuck_lane": stuck_lane, "stuck_value": stuck_value, "stuck_after": stuck_after,
+              "reverse": bool(reverse),
               "seed": seed, "backpressure": backpressure, "max_cycles": max_cycles}
     (job / "job.json").write_text(json.dumps(jobcfg, indent=2) + "\n")
     (job / "input.bin").write_bytes(bytes(data))
@@ -129,7 +133,7 @@ def transfer(data, *, lanes=16, flit="256", ber=0.0, burst_every=0, burst_len=0,
     metrics = json.loads((job / "metrics.json").read_text())
     metrics.update(sim=b.sim, sim_seconds=round(res.seconds, 2), gen_seconds=round(t_gen, 2),
                    build_seconds=round(t_build, 2), config=cfg.describe())
-    metrics["byte_exact"] = out == bytes(data)
+    metrics["byte_exact"] = out == bytes(data) and metrics.get("scoreboard") == "ok"
     if own:
         shutil.rmtree(job, ignore_errors=True)
     return out, metrics
@@ -176,6 +180,8 @@ def _configure_transfer(p):
                    help="burst length in UIs of one lane")
     p.add_argument("--stuck-lane", type=int_range(lo=0), default=-1, metavar="K",
                    help="physical lane K (A -> B) stuck at 0; repaired by lane test/training")
+    p.add_argument("--stuck-after", type=int_range(lo=0), default=0, metavar="N",
+                   help="with --stuck-lane: the lane breaks at data cycle N (mid-transfer)")
     p.add_argument("--reverse", action="store_true", help="reversed lane wiring")
     p.add_argument("--backpressure", type=float_range(0.0, 0.9), default=0.0,
                    help="probability that die B's consumer stalls in a cycle")
@@ -200,7 +206,8 @@ def _transfer(args):
     say(f"d2d transfer: {len(data)} bytes, x{args.lanes} {args.flit}, ber={args.ber:g}, seed={seed}")
     received, m = transfer(data, lanes=args.lanes, flit=args.flit, ber=args.ber,
                            burst_every=args.burst_every, burst_len=args.burst_len,
-                           stuck_lane=args.stuck_lane, reverse=args.reverse, seed=seed,
+                           stuck_lane=args.stuck_lane, stuck_after=args.stuck_after,
+                           reverse=args.reverse, seed=seed,
                            sim=args.sim, waves=args.waves, backpressure=args.backpressure)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.write_bytes(received)
@@ -211,7 +218,7 @@ def _transfer(args):
     summary.update({k: m.get(k) for k in ("byte_exact", "tx_flits", "pipeline_latency_min",
                                           "pipeline_latency_avg", "pipeline_latency_max",
                                           "latency_first_avg", "bit_flips", "overflow", "seed",
-                                          "sim", "lane_repair", "completed")})
+                                          "sim", "lane_repair", "completed", "scoreboard")})
     if args.json:
         emit_json(summary)
     else:

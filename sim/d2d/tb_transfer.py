@@ -5,7 +5,7 @@ Job folder (env ``DIESTACK_JOB``):
 - ``job.json``: ``lanes``, ``flit``, ``ui_per_cycle``, ``payload_bytes``, ``flit_cycles``,
   ``flight`` (channel latency, cycles), ``ber``, ``burst_every``, ``burst_len``, ``stuck_lane``
   (-1: none), ``stuck_value``, ``reverse``, ``seed``, ``backpressure`` (probability that die B's
-  consumer is not ready in a cycle), ``max_cycles``, ``repair`` (optional: see below).
+  consumer stalls for a window of ``BP_WINDOW`` cycles), ``max_cycles``, ``repair`` (optional: see below).
 - ``input.bin``: the bytes to send.
 
 Protocol framing (ours, above the adapter): the byte stream is an 8-byte little-endian length
@@ -25,6 +25,7 @@ Every DUT input is driven from time 0. Handshakes are decided at the falling edg
 the design settles (ReadOnly) and valid & ready is what the next rising edge samples.
 """
 
+import dataclasses
 import json
 import os
 import random
@@ -35,6 +36,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from .channel import Channel, ChannelConfig
+from .golden import GoBackNScoreboard, ScoreboardError
+
+BP_WINDOW = 128    # back-pressure: die B's consumer stalls whole windows of this many cycles
 
 COUNTERS = ("tx_flits", "tx_data_flits", "rx_flits", "rx_data_flits", "crc_errors", "replays",
             "replayed_flits", "retrains", "credit_stall_cycles", "refused", "resyncs",
@@ -55,6 +59,14 @@ def unframe(payloads):
         return b""
     n = int.from_bytes(body[:8], "little")
     return body[8:8 + n]
+
+
+def _finish(board):
+    try:
+        board.finish()
+        return "ok"
+    except ScoreboardError as e:
+        return str(e)
 
 
 def _write_json(path, obj):
@@ -215,8 +227,13 @@ async def transfer(dut):
     common = dict(lanes=cfg["slots"], ui_per_cycle=ui, latency=int(cfg.get("flight", 4)),
                   ber=float(cfg.get("ber", 0.0)), burst_every=int(cfg.get("burst_every", 0)),
                   burst_len=int(cfg.get("burst_len", 0)), reverse=bool(cfg.get("reverse", False)))
-    ch_ab = Channel(ChannelConfig(**common, stuck_lane=int(cfg.get("stuck_lane", -1)),
-                                  stuck_value=int(cfg.get("stuck_value", 0)), seed=seed))
+    stuck_after = int(cfg.get("stuck_after", 0))
+    stuck_cfg = ChannelConfig(**common, stuck_lane=int(cfg.get("stuck_lane", -1)),
+                              stuck_value=int(cfg.get("stuck_value", 0)), seed=seed)
+    ch_ab = Channel(stuck_cfg)
+    if stuck_after:
+        # the lane breaks mid-transfer: healthy until cycle `stuck_after` of the data phase
+        ch_ab.config = dataclasses.replace(stuck_cfg, stuck_lane=-1)
     ch_ba = Channel(ChannelConfig(**common, seed=seed + 7919))
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     cocotb.start_soon(_carry(dut, ((ch_ab, "a", "b"), (ch_ba, "b", "a"))))
@@ -255,8 +272,18 @@ async def transfer(dut):
             clock[0] += 1
 
     cocotb.start_soon(count())
+    board = GoBackNScoreboard(seed=seed)
+    board_error = None
+    shown = [None, None]
+    stall = [False, False]
+    for _, r, _ in outs:
+        r.value = 1
     while sum(len(g) for g in got) < total and clock[0] < max_cycles:
         await FallingEdge(dut.clk)
+        if stuck_after and clock[0] >= stuck_after and ch_ab.config is not stuck_cfg:
+            ch_ab.config = stuck_cfg
+            dut._log.info(f"cycle {clock[0]}: lane {stuck_cfg.stuck_lane} now stuck at "
+                          f"{stuck_cfg.stuck_value}")
         if retrain:
             retrain = False
             dut.link_up.value = 0
@@ -268,11 +295,16 @@ async def transfer(dut):
         for s in range(2):
             v, _, p = ins[s]
             if qi[s] < len(queues[s]):
-                v.value = 1
-                p.value = ints[s][qi[s]]
-            else:
+                if shown[s] != qi[s]:
+                    v.value = 1
+                    p.value = ints[s][qi[s]]
+                    shown[s] = qi[s]
+            elif shown[s] is not None:
                 v.value = 0
-            outs[s][1].value = 1 if rng.random() >= bp else 0
+                shown[s] = None
+            if clock[0] % BP_WINDOW == 0:
+                stall[s] = rng.random() < bp
+                outs[s][1].value = 0 if stall[s] else 1
         await ReadOnly()
         cycle = clock[0]
         if int(dut.a_retrain_req.value) or int(dut.b_retrain_req.value):
@@ -280,6 +312,7 @@ async def transfer(dut):
         for s in range(2):
             v, r, _ = ins[s]
             if qi[s] < len(queues[s]) and int(r.value):
+                board.sent(s, queues[s][qi[s]])
                 qi[s] += 1
                 accept_t[s].append(cycle)
                 if first_accept is None:
@@ -294,6 +327,11 @@ async def transfer(dut):
                     lat_first.append(cycle - accept_t[s][released[s]])
                 partial[s] += chunk[:n]
                 if last:
+                    if board_error is None:
+                        try:
+                            board.received(s, partial[s])
+                        except ScoreboardError as e:
+                            board_error = str(e)
                     got[s].append(partial[s])
                     partial[s] = b""
                     if released[s] < len(accept_t[s]):
@@ -351,6 +389,7 @@ async def transfer(dut):
         "completed": sum(len(g) for g in got) == total,
         "overflow": int(dut.a_overflow.value) | int(dut.b_overflow.value),
         "counters": counters, "seed": seed, "lane_repair": repairs,
+        "scoreboard": board_error or _finish(board),
     }
     _write_json(job / "metrics.json", metrics)
     dut._log.info(f"metrics: {json.dumps({k: v for k, v in metrics.items() if k != 'counters'})}")
