@@ -221,6 +221,11 @@ class Channel:
         return self._sb_line.popleft()
 
 
+def _u(value):
+    """Unsigned integer of a cocotb value (LogicArray for vectors, Logic for 1-bit signals)."""
+    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+
 async def connect(clock, channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=None,
                   sb_tx=None, sb_rx=None, cycles=None):
     """cocotb coroutine: each cycle move die A's lane outputs through ``channel`` to die B's inputs.
@@ -241,12 +246,12 @@ async def connect(clock, channel, tx_lanes, rx_lanes, tx_valid=None, rx_valid=No
     n = 0
     while cycles is None or n < cycles:
         await FallingEdge(clock)
-        rx_lanes.value = channel.step(tx_lanes.value.to_unsigned())
-        v = channel.step_valid(tx_valid.value.to_unsigned() if tx_valid is not None else 0)
+        rx_lanes.value = channel.step(_u(tx_lanes.value))
+        v = channel.step_valid(_u(tx_valid.value) if tx_valid is not None else 0)
         if rx_valid is not None:
             rx_valid.value = v
         if sb_tx is not None:
-            sb_rx.value = channel.step_sideband(sb_tx.value.to_unsigned())
+            sb_rx.value = channel.step_sideband(_u(sb_tx.value))
         n += 1
 
 

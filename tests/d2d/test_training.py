@@ -7,12 +7,17 @@ channels end in TRAINERROR. After training, random beats must cross both directi
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
 import pytest
 from amaranth.hdl import Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
+
+from diestack.hdl.common.verilog import to_verilog
+from diestack.sim import runner
 
 from diestack.hdl.d2d.lanes import LaneConfig
 from diestack.hdl.d2d.sideband import MESSAGE, Op, SidebandRx, SidebandTx, frame_bits, parse_frames
@@ -281,3 +286,54 @@ def test_partner_parameter_mismatch_is_trainerror():
 
     top_link.run(bench)
     assert out["states"] == (State.TRAINERROR, State.TRAINERROR), top_link.trace
+
+
+# --------------------------------------------------------------------------------------------
+# the same in a Verilog simulator, with the cocotb channel connector (sim/d2d/tb_training.py)
+# --------------------------------------------------------------------------------------------
+
+class PhyPair(wiring.Component):
+    """Test top: die A and die B D2DPhy instances, every port prefixed ``a_`` / ``b_``."""
+
+    def __init__(self, *args, **kw):
+        self._phys = {d: D2DPhy(*args, **kw) for d in ("a", "b")}
+        members = {}
+        for d, phy in self._phys.items():
+            for name, member in phy.signature.members.items():
+                members[f"{d}_{name}"] = member
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        for d, phy in self._phys.items():
+            m.submodules[d] = phy
+            for name, member in phy.signature.members.items():
+                port, inner = getattr(self, f"{d}_{name}"), getattr(phy, name)
+                m.d.comb += (inner.eq(port) if member.flow == wiring.In else port.eq(inner))
+        return m
+
+
+@pytest.mark.parametrize("sim", ["icarus"])
+def test_cocotb_pair_trains_over_channel(sim, tmp_path):
+    if sim not in runner.available():
+        pytest.skip(f"{sim} not installed")
+    seed = _seed(1234)
+    lanes, bpc, spares = 16, 16, 2
+    cfg = LaneConfig(lanes, bpc, spares)
+    src = tmp_path / "d2d_phy_pair.v"
+    src.write_text(to_verilog(PhyPair(lanes, bpc, spares, scrambler=True), "d2d_phy_pair"))
+    stuck = 4
+    job = {"lanes": cfg.slots, "ui": cfg.ui, "seed": seed, "nbeats": 16, "cap": 4000,
+           "ab": {"reverse": True, "stuck_lane": stuck, "latency": 2}, "ba": {"latency": 5}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    b = runner.build([src], "d2d_phy_pair", sim=sim)
+    res = runner.run(b, "diestack.sim.d2d.tb_training", extra_env={"DIESTACK_JOB": str(tmp_path)},
+                     seed=seed, test_dir=tmp_path / "run")
+    res.check()
+    out = json.loads((tmp_path / "result.json").read_text())
+    print(out)
+    assert out["a_tx_reverse"] == 1 and out["b_tx_reverse"] == 0
+    width, entries = golden.plan_repair(_pass_mask(cfg, (stuck,), True), lanes, spares)
+    # x16: a spare entry is {en:1, lane:4 bits} = 5 bits
+    packed = sum((en | (lane << 1)) << (k * 5) for k, (en, lane) in enumerate(entries))
+    assert out["b_rx_repair"] == packed == out["a_tx_repair"], f"seed={seed}"
