@@ -209,9 +209,11 @@ def _transfer(args):
                            stuck_lane=args.stuck_lane, stuck_after=args.stuck_after,
                            reverse=args.reverse, seed=seed,
                            sim=args.sim, waves=args.waves, backpressure=args.backpressure)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    # Only a successful transfer replaces --out; a mismatch leaves what B received beside it.
+    target = out if m["byte_exact"] else out.with_name(out.name + ".received")
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     tmp.write_bytes(received)
-    os.replace(tmp, out)
+    os.replace(tmp, target)
     fields = ("bytes_in", "bytes_out", "flits", "cycles", "goodput", "crc_errors", "replays",
               "retrains", "latency_min", "latency_avg", "latency_max")
     summary = {k: m.get(k) for k in fields}
@@ -226,7 +228,8 @@ def _transfer(args):
             say(f"  {k:22s} {v}")
     if not m["byte_exact"]:
         raise CheckFailed(f"bytes out differ from bytes in ({m['bytes_out']} vs {m['bytes_in']} "
-                          f"bytes, seed {seed})")
+                          f"bytes, scoreboard: {m.get('scoreboard')}, seed {seed}); die B's bytes "
+                          f"are in {target}, {out} left unchanged")
     return 0
 
 
