@@ -101,6 +101,19 @@ class ComputeSpec:
         """Peak operations per second (1 MAC = 2 ops)."""
         return 2.0 * self.macs_per_cycle * self.clock_ghz * 1e9
 
+    def rtl_config(self):
+        """The RTL NPU configuration (``hdl/npu/config.py``) of one of this die's arrays.
+
+        The die is ``arrays`` copies of that NPU core; the per-array SRAM is split 4:1 between
+        scratchpad and accumulator, each rounded down to a power of two KiB (Gemmini's defaults,
+        256 KiB + 64 KiB, for the built-in die's 384 KiB per array; npu.md).
+        """
+        from ..hdl.npu.config import NPUConfig
+        per_array_kib = self.sram_mib * 1024 / self.arrays
+        pow2 = lambda x: 1 << max(0, int(x).bit_length() - 1)  # noqa: E731
+        return NPUConfig(rows=self.rows, cols=self.cols, sp_kib=min(4096, pow2(0.8 * per_array_kib)),
+                         acc_kib=min(4096, pow2(0.2 * per_array_kib)))
+
 
 @dataclass(frozen=True)
 class MemorySpec:

@@ -65,6 +65,11 @@ def test_builtin_descriptors():
     with pytest.raises(ConfigError) as ei:
         builtin("gpu")
     assert ei.value.field == "chiplet"
+    # the compute die is `arrays` copies of the RTL NPU core (hdl/npu/config.py)
+    rtl = npu.compute.rtl_config()
+    assert (rtl.rows, rtl.cols) == (16, 16)
+    assert npu.compute.arrays * rtl.macs == npu.compute.macs_per_cycle
+    assert (rtl.sp_kib, rtl.acc_kib) == (256, 64)
 
 
 # ---- every bad-input case names its field ---------------------------------------------------
