@@ -90,16 +90,11 @@ class RetryTx(wiring.Component):
     """
 
     def __init__(self, width, depth, *, timeout, max_fails=8):
-        if not isinstance(width, int) or width < 1:
-            raise TypeError(f"width must be a positive integer, not {width!r}")
-        if (not isinstance(depth, int) or depth < 2 or depth > (1 << (SEQ_BITS - 1))
-                or depth & (depth - 1)):
-            raise ValueError(f"replay depth must be a power of two in 2..{1 << (SEQ_BITS - 1)}, "
-                             f"not {depth!r}")
-        if not isinstance(timeout, int) or timeout < 4:
-            raise ValueError(f"replay timeout must be an integer >= 4 cycles, not {timeout!r}")
-        if not isinstance(max_fails, int) or max_fails < 1:
-            raise ValueError(f"max_fails must be a positive integer, not {max_fails!r}")
+        try:
+            self._check(width, depth, timeout, max_fails)
+        except (TypeError, ValueError):
+            self._MustUse__used = True   # no "never used" warning for a rejected object
+            raise
         self._width, self._depth, self._timeout, self._max_fails = width, depth, timeout, max_fails
         self._olayout = data.StructLayout({"meta": width, "seq": SEQ_BITS, "replay": 1})
         super().__init__({
@@ -115,6 +110,19 @@ class RetryTx(wiring.Component):
             "timeouts": Out(32),
             "retrains": Out(32),
         })
+
+    @staticmethod
+    def _check(width, depth, timeout, max_fails):
+        if not isinstance(width, int) or width < 1:
+            raise TypeError(f"width must be a positive integer, not {width!r}")
+        if (not isinstance(depth, int) or depth < 2 or depth > (1 << (SEQ_BITS - 1))
+                or depth & (depth - 1)):
+            raise ValueError(f"replay depth must be a power of two in 2..{1 << (SEQ_BITS - 1)}, "
+                             f"not {depth!r}")
+        if not isinstance(timeout, int) or timeout < 4:
+            raise ValueError(f"replay timeout must be an integer >= 4 cycles, not {timeout!r}")
+        if not isinstance(max_fails, int) or max_fails < 1:
+            raise ValueError(f"max_fails must be a positive integer, not {max_fails!r}")
 
     @property
     def depth(self):
