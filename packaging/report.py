@@ -48,9 +48,14 @@ def _cost(system, tech):
             for (node, area, price), n in groups.items()]
     r = system_recurring_cost(dies, system.package, tech=tech)
     keys = ("raw_chips", "defect_chips", "raw_package", "defect_package", "wasted_kgd",
-            "package_cost", "total_recurring_cost", "interposer_area_mm2", "package_area_mm2",
-            "assembly_yield", "interposer_yield")
-    return {k: r[k] for k in keys if k in r} | {"dies": r["dies"]}
+            "package_cost", "total_recurring_cost", "assembly_yield", "interposer_yield")
+    out = {k: r[k] for k in keys if k in r}
+    # cost.py sizes the interposer/substrate as Chiplet Actuary does (k x sum of die areas), not
+    # from the placed interposer: report both so the difference is visible
+    out["ca_interposer_area_mm2"] = r.get("interposer_area_mm2")
+    out["ca_package_area_mm2"] = r.get("package_area_mm2")
+    out["placed_interposer_area_mm2"] = system.interposer_area_mm2
+    return out | {"dies": r["dies"]}
 
 
 def analyse(system, tech=None, *, workloads=DEFAULT_WORKLOADS, thermal_resolution_mm=0.5):
@@ -268,6 +273,8 @@ def render_html(m):
              _table([(h["stack"], h["host"], h["gap_mm"]) for h in m["placement"]["hbm"]],
                     ("HBM stack", "host PHY", "gap mm")),
              "<h2>Cost (recurring, Chiplet Actuary model)</h2>",
+             "<p>The cost model (packaging/cost.py) sizes the interposer as Chiplet Actuary does, "
+             "k x the sum of die areas (ca_interposer_area_mm2), not from the placement.</p>",
              _table([(k, v) for k, v in m["cost"].items() if k != "dies"], ("term", "value")),
              "<h2>Topology</h2>",
              _table([(p, m["topology"][p]["mean_latency_ns"], m["topology"][p]["max_latency_ns"],

@@ -127,3 +127,17 @@ def test_local_and_dask_agree(tmp_path):
     costs = [r["cost_usd"] for r in a.front]
     thr = [r["throughput"] for r in a.front]
     assert costs == sorted(costs) and thr == sorted(thr)
+
+
+def test_existing_scheduler_address(tmp_path):
+    """--scheduler path: connect to a running scheduler instead of starting a cluster."""
+    from diestack.packaging.report import ensure_pypa_packaging
+    ensure_pypa_packaging()
+    from dask.distributed import LocalCluster
+    s = spec()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        r = sweep.run_sweep(s, executor="dask", scheduler=cluster.scheduler_address, keep=False)
+    assert r.n_configs == s.size and r.workers == 1
+    ref = sweep.run_sweep(s, executor="local", keep=False)
+    assert r.n_feasible == ref.n_feasible
