@@ -238,6 +238,8 @@ def machine_from_system(system, tech):
         tr = evaluate_traffic(g, traffic_pattern(g, "all_to_all_compute"))
         d2d_bw = tr["throughput_gbs"] / p * 1e9
         hops = tr["mean_hops"]
+        if tr["unroutable"]:       # compute dies that cannot reach each other: no collectives
+            d2d_bw = 1e-30
     else:
         d2d_bw, hops = float("inf"), 0.0
     pj = [e["pj_per_bit"] for _, _, e in g.edges(data=True)]

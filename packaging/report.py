@@ -195,7 +195,10 @@ def plot_roofline(metrics, path):
     ax.set_ylabel("throughput (TOPS)")
     ax.set_title(f"{metrics['name']}: roofline (int8 ops, HBM)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if rf:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no compute dies", transform=ax.transAxes, ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
