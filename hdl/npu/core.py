@@ -25,9 +25,11 @@ accumulator row *r*, lane *j* (bits ``[32j, 32j+32)``) holds an int32.
     for ``j < n_valid`` (lanes ``j >= n_valid`` are not written): added to the stored value when
     ``accumulate`` = 1, overwriting it when 0. If a PRELOAD was issued since the previous WS
     COMPUTE, its weights become active with this command's first row (a COMPUTE without a new
-    PRELOAD reuses the active weights). One A row per cycle: back-to-back COMPUTEs with PRELOADs
-    in between run without bubbles as long as ``rows >= R + C``-ish (the preload of tile t+1
-    starts once tile t's weights are active in all PEs, R + C - 1 cycles after its first row).
+    PRELOAD reuses the active weights). One A row per cycle. Back-to-back COMPUTEs with the
+    PRELOAD of the next tile in between run without bubbles when ``rows >= 2R + 4``: the preload of tile t+1 starts R + 2 cycles
+    after COMPUTE t was accepted (its weights are then active in every PE; the shadow chain is
+    skewed by column like the A rows) and takes R cycles; shorter tiles leave
+    ``2R + 4 - rows`` idle cycles (measured on 4x4).
 ``op = COMPUTE (1)``, ``dataflow = OS (1)``
     Output-stationary C tile: ``rows`` = K steps (1..4096). Step *k* uses
     ``A[m0+i][k] = `` byte ``k % R`` of scratchpad row ``a_addr + (k // R) * a_stride + i``
@@ -36,9 +38,11 @@ accumulator row *r*, lane *j* (bits ``[32j, 32j+32)``) holds an int32.
     ``B[k][n0+j]`` = byte *j* of scratchpad row ``b_addr + k``. The result row *i* (for
     ``i < k_valid``, here the number of valid M rows) is written to accumulator row
     ``acc_addr + i``, lanes ``j < n_valid``, accumulate or overwrite as above. The A groups pass
-    through a double-buffered R x R transposer. Results drain through a double-buffered output
-    register while the next tile computes; a tile's K must be >= 2R + C for zero bubbles
-    (shorter tiles are padded with stall cycles). PRELOAD with ``dataflow = OS`` is a no-op.
+    through a double-buffered R x R transposer (group g+1 fills while group g streams). A tile
+    takes R + K cycles (the first group's fill is not overlapped with the previous tile); its
+    results drain through the PEs' output registers while the next tile computes (tiles with
+    K < R get stall cycles so that a drain never meets the next tile's results). PRELOAD with
+    ``dataflow = OS`` is a no-op.
 
 Changing ``dataflow`` between commands waits until the array is empty (a few tens of cycles).
 
@@ -166,7 +170,7 @@ from .transposer import Transposer
 __all__ += ["Core"]
 
 #: Depth of the accumulator read-out FIFO (and the credit limit of ``acc_rd_req``).
-ACC_READ_DEPTH = 8
+ACC_READ_DEPTH = 12
 
 
 class Core(wiring.Component):

@@ -12,14 +12,14 @@ i.e. ``floor(x * scale / 2**shift + 1/2)``: round half up (towards +inf), then R
 saturation (ReLU before or after saturation gives the same result). ``shift`` is 0..63.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["Requant", "LATENCY"]
 
 #: Cycles from ``i_valid`` to ``o_valid``.
-LATENCY = 5
+LATENCY = 6
 
 
 class Requant(wiring.Component):
@@ -27,8 +27,9 @@ class Requant(wiring.Component):
     no back-pressure: the user must be able to take every result).
 
     Mode 0 passes ``x`` through unchanged (same latency). Mode 1 returns the requantized int8 of
-    lane j in bits [8j, 8j+8) of ``o_data`` (upper bits zero). Stages: input register, 32 x 32
-    multiply, rounding add, shift, clamp/ReLU — each registered.
+    lane j in bits [8j, 8j+8) of ``o_data`` (upper bits zero). Stages, each registered: input,
+    four 16 x 16 partial products (4 DSP multipliers per lane), partial sums (+ rounding
+    constant), 64-bit product, shift, clamp/ReLU.
 
     Members
     -------
@@ -57,23 +58,42 @@ class Requant(wiring.Component):
         c1 = Signal(ctl); x1 = Signal(row); sc1 = Signal(signed(32))
         m.d.sync += [c1.valid.eq(self.i_valid), c1.mode.eq(self.mode), c1.relu.eq(self.relu),
                      c1.shift.eq(self.shift), x1.eq(self.x), sc1.eq(self.scale)]
-        # Stage 2: products (and the rounding constant).
+        # Stage 2: four 17 x 17 partial products (one DSP each); x = xh*2**16 + xl,
+        # scale = sh*2**16 + sl with xl, sl unsigned 16-bit and xh, sh signed 16-bit.
         c2 = Signal(ctl); x2 = Signal(row); rnd2 = Signal(unsigned(63))
-        p2 = [Signal(signed(64), name=f"p2_{j}") for j in range(C)]
         m.d.sync += [c2.eq(c1), x2.eq(x1),
                      rnd2.eq((Const(1, 64) << c1.shift)[1:])]  # 1 << (shift-1), 0 for shift 0
-        m.d.sync += [p2[j].eq(x1[j] * sc1) for j in range(C)]
-        # Stage 3: rounding add.
+        sl = Signal(signed(17)); sh = Signal(signed(16))
+        m.d.comb += [sl.eq(sc1[:16]), sh.eq(sc1[16:])]
+        pll = [Signal(unsigned(32), name=f"pll_{j}") for j in range(C)]
+        plh = [Signal(signed(33), name=f"plh_{j}") for j in range(C)]
+        phl = [Signal(signed(33), name=f"phl_{j}") for j in range(C)]
+        phh = [Signal(signed(32), name=f"phh_{j}") for j in range(C)]
+        for j in range(C):
+            xl = Signal(signed(17), name=f"xl_{j}"); xh = Signal(signed(16), name=f"xh_{j}")
+            m.d.comb += [xl.eq(x1[j][:16]), xh.eq(x1[j][16:])]
+            m.d.sync += [pll[j].eq(xl * sl), plh[j].eq(xl * sh), phl[j].eq(xh * sl),
+                         phh[j].eq(xh * sh)]
+        # Stage 3: middle sum, and high:low (xl*sl < 2**32, so hh*2**32 + ll is a concatenation)
+        # plus the rounding constant.
         c3 = Signal(ctl); x3 = Signal(row)
-        r3 = [Signal(signed(64), name=f"r3_{j}") for j in range(C)]
+        mid3 = [Signal(signed(34), name=f"mid3_{j}") for j in range(C)]
+        hl3 = [Signal(signed(64), name=f"hl3_{j}") for j in range(C)]
         m.d.sync += [c3.eq(c2), x3.eq(x2)]
-        m.d.sync += [r3[j].eq(p2[j] + rnd2) for j in range(C)]
-        # Stage 4: arithmetic shift.
+        for j in range(C):
+            m.d.sync += [mid3[j].eq(plh[j] + phl[j]),
+                         hl3[j].eq(Cat(pll[j], phh[j]).as_signed() + rnd2)]
+        # Stage 4: the rounded product r = x * scale + rnd (exact in 64 bits).
+        c4a = Signal(ctl); x4a = Signal(row)
+        r4 = [Signal(signed(64), name=f"r4_{j}") for j in range(C)]
+        m.d.sync += [c4a.eq(c3), x4a.eq(x3)]
+        m.d.sync += [r4[j].eq(hl3[j] + (mid3[j] << 16)) for j in range(C)]
+        # Stage 5: arithmetic shift.
         c4 = Signal(ctl); x4 = Signal(row)
         y4 = [Signal(signed(64), name=f"y4_{j}") for j in range(C)]
-        m.d.sync += [c4.eq(c3), x4.eq(x3)]
-        m.d.sync += [y4[j].eq(r3[j] >> c3.shift) for j in range(C)]
-        # Stage 5: ReLU + saturation, or pass-through.
+        m.d.sync += [c4.eq(c4a), x4.eq(x4a)]
+        m.d.sync += [y4[j].eq(r4[j] >> c4a.shift) for j in range(C)]
+        # Stage 6: ReLU + saturation, or pass-through.
         q = Signal(data.ArrayLayout(signed(8), C))
         for j in range(C):
             lo = Mux(c4.relu, 0, -128)
