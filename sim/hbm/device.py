@@ -177,6 +177,13 @@ class HBMDevice:
         # timing shortcuts (cycles)
         self._RL, self._WL, self._BL = t.RL, t.WL, t.BL
         self._wr_end = t.WL + t.BL             # WR -> end of its write data
+        # hot-path copies of the column-command rules
+        self._tRCD_RD, self._tRCD_WR, self._tRTW = t.tRCD_RD, t.tRCD_WR, t.tRTW
+        self._tCCD_L, self._tCCD_S, self._tCCD_R = t.tCCD_L, t.tCCD_S, t.tCCD_R
+        self._tCCD_max = max(t.tCCD_L, t.tCCD_S, t.tCCD_R)
+        self._wtr_l = self._wr_end + t.tWTR_L  # WR -> RD, same group
+        self._wtr_s = self._wr_end + t.tWTR_S  # WR -> RD, other group
+        self._tRTP, self._tRAS, self._tWR = t.tRTP, t.tRAS, t.tWR
         # per bank
         self._open = [None] * nbank            # open row or None
         self._act = [None] * nbank             # Command of the ACT that opened / last opened it
@@ -491,77 +498,79 @@ class HBMDevice:
         self._last_ref[b] = now
         self._credit(c, 1)
 
-    def _column_common(self, c, b, same_type_g, same_type_s, sid, g):
-        """tCCD_L / tCCD_S / tCCD_R against the last command of the same type."""
-        t = self.timing
-        now = c.cycle
-        x = same_type_g[g]
-        if x is not None and now - x.cycle < t.tCCD_L:
-            self._violate("tCCD_L", x, c, t.tCCD_L, now - x.cycle)
-        x = same_type_s[sid]
-        if x is not None and x is not same_type_g[g] and now - x.cycle < t.tCCD_S:
-            self._violate("tCCD_S", x, c, t.tCCD_S, now - x.cycle)
+    def _ccd(self, c, now, sid, g, same_g, same_s):
+        """tCCD_L / tCCD_S / tCCD_R against the last column command of the same type."""
+        x = same_g[g]
+        if x is not None and now - x[0] < self._tCCD_L:
+            self._violate("tCCD_L", x, c, self._tCCD_L, now - x[0])
+        y = same_s[sid]
+        if y is not None and y is not x and now - y[0] < self._tCCD_S:
+            self._violate("tCCD_S", y, c, self._tCCD_S, now - y[0])
         if self._nsid > 1:
-            for s in range(self._nsid):
-                x = same_type_s[s]
-                if s != sid and x is not None and now - x.cycle < t.tCCD_R:
-                    self._violate("tCCD_R", x, c, t.tCCD_R, now - x.cycle)
+            for s, y in enumerate(same_s):
+                if s != sid and y is not None and now - y[0] < self._tCCD_R:
+                    self._violate("tCCD_R", y, c, self._tCCD_R, now - y[0])
 
     def _bank_closed(self, c, b):
         self._violate("bank_closed", self._pre_cmd[b], c, None, None,
                       detail="bank was never opened" if self._act[b] is None else "bank is closed")
 
     def _read(self, c, b, sid, bg, col, auto):
-        t = self.timing
-        now = c.cycle
+        now = c[0]
         g = sid * self._nbg + bg
         row = self._open[b]
         if row is None:
             self._bank_closed(c, b)
         else:
             a = self._act[b]
-            if now - a.cycle < t.tRCD_RD:
-                self._violate("tRCD_RD", a, c, t.tRCD_RD, now - a.cycle)
-        self._column_common(c, b, self._g_rd, self._s_rd, sid, g)
-        w = self._g_wr[g]
-        if w is not None and now - w.cycle < self._wr_end + t.tWTR_L:
-            self._violate("tWTR_L", w, c, self._wr_end + t.tWTR_L, now - w.cycle)
+            if now - a[0] < self._tRCD_RD:
+                self._violate("tRCD_RD", a, c, self._tRCD_RD, now - a[0])
+        g_rd, s_rd = self._g_rd, self._s_rd
+        # fast path: every earlier read is at least tCCD_R (the largest tCCD) away
+        last = self._rd_any
+        if last is not None and now - last[0] < self._tCCD_max:
+            self._ccd(c, now, sid, g, g_rd, s_rd)
         w = self._wr_any
-        if w is not None and w is not self._g_wr[g] and now - w.cycle < self._wr_end + t.tWTR_S:
-            self._violate("tWTR_S", w, c, self._wr_end + t.tWTR_S, now - w.cycle)
-        self._g_rd[g] = c
-        self._s_rd[sid] = c
+        if w is not None and now - w[0] < self._wtr_l:
+            x = self._g_wr[g]
+            if x is not None and now - x[0] < self._wtr_l:
+                self._violate("tWTR_L", x, c, self._wtr_l, now - x[0])
+            if w is not x and now - w[0] < self._wtr_s:
+                self._violate("tWTR_S", w, c, self._wtr_s, now - w[0])
+        g_rd[g] = c
+        s_rd[sid] = c
         self._rd_any = c
         if row is None:
             return (now + self._RL, 0)
         self._rd[b] = c
-        data = self.mem.get(((b * self._rows) + row) * self._cols + col, 0)
+        data = self.mem.get((b * self._rows + row) * self._cols + col, 0)
         if auto:
             a = self._act[b]
             self._open[b] = None
-            self._pre_at[b] = max(now + t.tRTP, a.cycle + t.tRAS)
+            self._pre_at[b] = max(now + self._tRTP, a[0] + self._tRAS)
             self._pre_cmd[b] = c
         return (now + self._RL, data)
 
     def _write(self, c, b, sid, bg, col, auto, data, mask):
-        t = self.timing
-        now = c.cycle
+        now = c[0]
         g = sid * self._nbg + bg
         row = self._open[b]
         if row is None:
             self._bank_closed(c, b)
         else:
             a = self._act[b]
-            if now - a.cycle < t.tRCD_WR:
-                self._violate("tRCD_WR", a, c, t.tRCD_WR, now - a.cycle)
-        self._column_common(c, b, self._g_wr, self._s_wr, sid, g)
+            if now - a[0] < self._tRCD_WR:
+                self._violate("tRCD_WR", a, c, self._tRCD_WR, now - a[0])
+        last = self._wr_any
+        if last is not None and now - last[0] < self._tCCD_max:
+            self._ccd(c, now, sid, g, self._g_wr, self._s_wr)
         r = self._rd_any
-        if r is not None and now - r.cycle < t.tRTW:
-            self._violate("tRTW", r, c, t.tRTW, now - r.cycle)
+        if r is not None and now - r[0] < self._tRTW:
+            self._violate("tRTW", r, c, self._tRTW, now - r[0])
         self._g_wr[g] = c
         self._s_wr[sid] = c
         self._wr_any = c
-        key = None if row is None else ((b * self._rows) + row) * self._cols + col
+        key = None if row is None else (b * self._rows + row) * self._cols + col
         if data is not None:
             if key is not None:
                 self._store(key, data, mask)
@@ -573,7 +582,7 @@ class HBMDevice:
         if auto:
             a = self._act[b]
             self._open[b] = None
-            self._pre_at[b] = max(now + self._wr_end + t.tWR, a.cycle + t.tRAS)
+            self._pre_at[b] = max(now + self._wr_end + self._tWR, a[0] + self._tRAS)
             self._pre_cmd[b] = c
 
     def _store(self, key, data, mask):
