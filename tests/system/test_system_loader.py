@@ -265,7 +265,7 @@ _values = st.recursive(_scalars, lambda inner: st.one_of(
     max_leaves=12)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["set", "del", "add"]),
                               _values), min_size=1, max_size=4))
 def test_fuzz_mutated_default(ops):
@@ -293,7 +293,7 @@ def test_fuzz_mutated_default(ops):
         assert e.field and isinstance(e.field, str)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(d=st.dictionaries(st.sampled_from(["name", "package", "interposer", "dies", "links", "hbm",
                                           "chiplets", "description", "other"]), _values, max_size=8))
 def test_fuzz_random_tables(d):
