@@ -29,7 +29,7 @@ Example::
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..common.params import ConfigError, check_int, check_number

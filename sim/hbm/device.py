@@ -67,7 +67,6 @@ __all__ = ["ROW_COMMANDS", "COL_COMMANDS", "COMMANDS", "Command", "TimingViolati
 ROW_COMMANDS = {1: "ACT", 2: "PRE", 3: "PREA", 4: "REFab", 5: "REFpb"}
 COL_COMMANDS = {1: "RD", 2: "WR", 3: "RDA", 4: "WRA"}
 COMMANDS = tuple(ROW_COMMANDS.values()) + tuple(COL_COMMANDS.values())
-_ROW = frozenset(ROW_COMMANDS.values())
 _COL = frozenset(COL_COMMANDS.values())
 _BANK_CMDS = frozenset(("ACT", "PRE", "REFpb", "RD", "WR", "RDA", "WRA"))
 _BANK, _ALL, _COLK = 0, 1, 2

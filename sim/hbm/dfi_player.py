@@ -7,7 +7,7 @@ controller would: ``rd_count`` counts cycles with ``dfi__rddata_valid`` high and
 the last ``dfi__rddata`` seen (both registered). Used only by tests/hbm/test_dfi_monitor.py.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
