@@ -121,7 +121,7 @@ def _sweep(args):
         say(f"Pareto front ({len(res.front)} points): cost USD -> {spec.throughput_unit}")
         for r in res.front[:15]:
             say(f"  ${r['cost_usd']:>10,.0f}  {r['throughput']:>12,.1f}  n={r['chiplets']} "
-                f"{r['node']}nm {r['package']} hbm={r['hbm_stacks']} {r['phy']} "
+                f"{r['node']}nm {r['package']} {r['hbm_stacks']}x{r['hbm']} {r['phy']} "
                 f"logic={r['logic_area_mm2']:.0f}mm2 ({r['bound']}-bound)")
         say(f"results: {out}  plot: {plot}")
     return 0
