@@ -77,6 +77,8 @@ STATIC_W_PER_MM2 = _NPU.power_static_w / _NPU.area_mm2
 OTHER_W_PER_MM2 = _NPU.power_dynamic_w / _NPU.area_mm2
 HBM_STATIC_W = builtin("hbm3").power_static_w
 
+#: Largest sweep accepted (17 bytes per configuration stay in the driver's memory).
+MAX_CONFIGS = 100_000_000
 AXES = ("chiplets", "node", "package", "hbm_stacks", "phy", "hbm", "logic_area_mm2")
 COLUMNS = ("config", "chiplets", "node", "package", "hbm_stacks", "phy", "hbm", "logic_area_mm2",
            "die_area_mm2", "feasible", "reason", "cost_usd", "recurring_usd", "throughput",
@@ -213,8 +215,12 @@ def spec_from_dict(d, tech=None):
         if nm not in scaling:
             raise ConfigError(f"space.node[{i}]", f"no density/energy scaling for {nm} nm; add "
                               f"[node_scaling.{nm}]")
-    return SweepSpec(name=name, axes=axes, fixed=fixed, workload=workload, chunk=chunk,
+    spec = SweepSpec(name=name, axes=axes, fixed=fixed, workload=workload, chunk=chunk,
                      node_scaling=scaling)
+    if spec.size > MAX_CONFIGS:
+        raise ConfigError("space", f"{spec.size:,} configurations; at most {MAX_CONFIGS:,} "
+                          "(the driver keeps cost and throughput of each for the Pareto front)")
+    return spec
 
 
 def load_spec(path, tech=None):

@@ -3,6 +3,8 @@
 import csv
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from diestack.hdl.common.params import ConfigError
@@ -141,3 +143,35 @@ def test_existing_scheduler_address(tmp_path):
     assert r.n_configs == s.size and r.workers == 1
     ref = sweep.run_sweep(s, executor="local", keep=False)
     assert r.n_feasible == ref.n_feasible
+
+
+_leaf = st.one_of(st.integers(-5, 20), st.floats(allow_nan=True), st.text(max_size=6),
+                  st.booleans(), st.sampled_from(["interposer", "ucie-a", "hbm3", 7, 5]))
+_val = st.recursive(_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8)
+
+
+@settings(max_examples=80, deadline=None)
+@given(edits=st.lists(st.tuples(st.sampled_from(["name", "space", "fixed", "workload", "run",
+                                                 "node_scaling", "chiplets", "node", "package",
+                                                 "hbm_stacks", "phy", "hbm", "logic_area_mm2",
+                                                 "kind", "m", "d_model", "chunk", "volume"]),
+                                _val), max_size=3))
+def test_fuzz_spec_loader(edits):
+    """Random edits of a valid sweep spec: a SweepSpec or a ConfigError, nothing else."""
+    import copy
+    d = copy.deepcopy(SPEC)
+    for key, value in edits:
+        tables = [t for t in (d, d.get("space"), d.get("workload"), d.get("run"))
+                  if isinstance(t, dict)]
+        target = next((t for t in tables if key in t), None)
+        if target is None:
+            target = d["space"] if isinstance(d.get("space"), dict) else d
+        target[key] = value
+    try:
+        s = sweep.spec_from_dict(d, TECH)
+    except ConfigError as e:
+        assert e.field
+    else:
+        assert s.size >= 1
