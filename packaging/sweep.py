@@ -79,6 +79,7 @@ HBM_STATIC_W = builtin("hbm3").power_static_w
 
 #: Largest sweep accepted (17 bytes per configuration stay in the driver's memory).
 MAX_CONFIGS = 100_000_000
+MAX_TASKS = 20_000
 AXES = ("chiplets", "node", "package", "hbm_stacks", "phy", "hbm", "logic_area_mm2")
 COLUMNS = ("config", "chiplets", "node", "package", "hbm_stacks", "phy", "hbm", "logic_area_mm2",
            "die_area_mm2", "feasible", "reason", "cost_usd", "recurring_usd", "throughput",
@@ -470,7 +471,8 @@ class SweepResult:
 
 
 def _chunks(spec, chunk=None):
-    chunk = chunk or spec.chunk
+    # at most MAX_TASKS tasks: scheduling overhead stays small next to the vectorised work
+    chunk = max(chunk or spec.chunk, -(-spec.size // MAX_TASKS))
     return [(s, min(s + chunk, spec.size)) for s in range(0, spec.size, chunk)]
 
 
