@@ -178,7 +178,7 @@ class Core(wiring.Component):
     requant, and the tile-command sequencer (semantics in the module docstring).
 
     Latency: a WS A row issued at cycle t (the cycle after its COMPUTE is accepted, then one row
-    per cycle) reaches the accumulator write stage at ``t + R + C + 3`` and lands in the memory
+    per cycle) reaches the accumulator write stage at ``t + R + C + 4`` and lands in the memory
     3 cycles later. OS results drain R cycles after a tile's last K step, same path.
 
     Members
@@ -219,10 +219,10 @@ class Core(wiring.Component):
     def cfg(self):
         return self._cfg
 
-    #: Cycles from a WS row issue to the accumulator write stage (R + C + 3).
+    #: Cycles from a WS row issue to the accumulator write stage (R + C + 4).
     @property
     def write_latency(self):
-        return self._cfg.rows + self._cfg.cols + 3
+        return self._cfg.rows + self._cfg.cols + 4
 
     def elaborate(self, platform):
         m = Module()
@@ -269,7 +269,8 @@ class Core(wiring.Component):
         })
         f0 = Signal(front)
         f1 = Signal(front)
-        m.d.sync += f1.eq(f0)
+        f2 = Signal(front)         # aligned with the scratchpad read data (latency 2)
+        m.d.sync += [f1.eq(f0), f2.eq(f1)]
         wctl = data.StructLayout({"we": 1, "acc": 1, "addr": accw, "nmask": C, "drain": 1})
         w0 = Signal(wctl)          # pushed into the write-control delay line this cycle (WS)
         w1_os = Signal(wctl)       # OS drain words, injected one stage later (see below)
@@ -414,7 +415,7 @@ class Core(wiring.Component):
                                      os_nmask.eq(nmask), os_acc.eq(cmd.acc_addr),
                                      os_accum.eq(cmd.accumulate)]
 
-        # ---- front pipeline stage 1: memory data -> masked registers (+ transposer) ----
+        # ---- front pipeline stage 2: memory data -> masked registers (+ transposer) ----
         a_reg = Signal(data.ArrayLayout(lane, R))
         b_reg = Signal(data.ArrayLayout(col, C))
         a_src = Signal(data.ArrayLayout(signed(8), R))
@@ -422,18 +423,18 @@ class Core(wiring.Component):
         for i in range(R):
             m.d.comb += a_src[i].eq(ra[8 * i:8 * i + 8])
         if has_os:
-            m.d.comb += [tr.w_en.eq(f1.fill_en), tr.w_buf.eq(f1.fill_buf), tr.w_row.eq(f1.fill_row),
-                         tr.w_data.eq(a_src), tr.r_shift.eq(f1.tr_shift), tr.r_buf.eq(f1.tr_buf)]
+            m.d.comb += [tr.w_en.eq(f2.fill_en), tr.w_buf.eq(f2.fill_buf), tr.w_row.eq(f2.fill_row),
+                         tr.w_data.eq(a_src), tr.r_shift.eq(f2.tr_shift), tr.r_buf.eq(f2.tr_buf)]
         for i in range(R):
             src = a_src[i]
             if has_os:
                 src = Mux(cur_os, tr.col[i], a_src[i])
-            m.d.sync += [a_reg[i].a.eq(Mux(f1.a_valid & f1.kmask[i], src, 0)),
-                         a_reg[i].v.eq(f1.a_valid), a_reg[i].f.eq(f1.a_flag)]
+            m.d.sync += [a_reg[i].a.eq(Mux(f2.a_valid & f2.kmask[i], src, 0)),
+                         a_reg[i].v.eq(f2.a_valid), a_reg[i].f.eq(f2.a_flag)]
         rb = sp.rb_data
         for j in range(C):
-            m.d.sync += [b_reg[j].b.eq(Mux(f1.b_valid & f1.b_rowok & f1.nmask[j], rb[8 * j:8 * j + 8], 0)),
-                         b_reg[j].sh.eq(f1.b_valid | cur_os)]
+            m.d.sync += [b_reg[j].b.eq(Mux(f2.b_valid & f2.b_rowok & f2.nmask[j], rb[8 * j:8 * j + 8], 0)),
+                         b_reg[j].sh.eq(f2.b_valid | cur_os)]
         m.d.comb += [skew_a.i.eq(a_reg), skew_b.i.eq(b_reg)]
         for i in range(R):
             m.d.comb += [arr.a[i].eq(skew_a.o[i].a), arr.a_valid[i].eq(skew_a.o[i].v),
@@ -442,13 +443,13 @@ class Core(wiring.Component):
             m.d.comb += [arr.b[j].eq(skew_b.o[j].b), arr.s_shift[j].eq(skew_b.o[j].sh)]
 
         # ---- write-control delay line, drain, deskew ----
-        L = R + C + 3
+        L = R + C + 4
         dl = [Signal(wctl, name=f"dl{k}") for k in range(L)]
         m.d.sync += dl[0].eq(w0)
         m.d.sync += dl[1].eq(Mux(cur_os, w1_os, dl[0]))
         for k in range(2, L):
             m.d.sync += dl[k].eq(dl[k - 1])
-        tap_drain = dl[R + 3]
+        tap_drain = dl[R + 4]
         m.d.comb += skew_drain.i.eq(Mux(cur_os, tap_drain.drain, 0).replicate(C))
         for j in range(C):
             m.d.comb += arr.drain[j].eq(skew_drain.o[j])

@@ -15,9 +15,10 @@ class Scratchpad(wiring.Component):
 
     Each bank has one byte-masked write port and two synchronous read ports, so the array can
     read an A row (``ra``) and a B row (``rb``) in the same cycle while the DMA writes (``w``):
-    the three never wait on each other. Read latency: 1 cycle (``ra_data`` is valid the cycle
-    after ``ra_en``/``ra_addr``; it holds while ``ra_en`` is low). A read of the row written in
-    the same cycle returns the old contents (non-transparent).
+    the three never wait on each other. Read latency: 2 cycles (``ra_data`` is valid two cycles
+    after ``ra_en``/``ra_addr``, straight from a register behind each bank, for Fmax; the data
+    holds only for one cycle). A read of the row written in the same cycle returns the old
+    contents (non-transparent).
 
     Members
     -------
@@ -59,21 +60,27 @@ class Scratchpad(wiring.Component):
             ]
             ports_a.append(ra)
             ports_b.append(rb)
+        # Each bank's read data is registered straight out of the memory (the BRAM output
+        # register); the bank select follows two cycles behind the address.
+        qa = [Signal(width, name=f"qa{k}") for k in range(nbanks)]
+        qb = [Signal(width, name=f"qb{k}") for k in range(nbanks)]
+        m.d.sync += [q.eq(p.data) for q, p in zip(qa + qb, ports_a + ports_b)]
         if bbits:
-            bank_a = Signal(bbits)
-            bank_b = Signal(bbits)
+            bank_a = [Signal(bbits, name=f"bank_a{d}") for d in range(2)]
+            bank_b = [Signal(bbits, name=f"bank_b{d}") for d in range(2)]
             with m.If(self.ra_en):
-                m.d.sync += bank_a.eq(self.ra_addr[:bbits])
+                m.d.sync += bank_a[0].eq(self.ra_addr[:bbits])
             with m.If(self.rb_en):
-                m.d.sync += bank_b.eq(self.rb_addr[:bbits])
-            with m.Switch(bank_a):
+                m.d.sync += bank_b[0].eq(self.rb_addr[:bbits])
+            m.d.sync += [bank_a[1].eq(bank_a[0]), bank_b[1].eq(bank_b[0])]
+            with m.Switch(bank_a[1]):
                 for k in range(nbanks):
                     with m.Case(k):
-                        m.d.comb += self.ra_data.eq(ports_a[k].data)
-            with m.Switch(bank_b):
+                        m.d.comb += self.ra_data.eq(qa[k])
+            with m.Switch(bank_b[1]):
                 for k in range(nbanks):
                     with m.Case(k):
-                        m.d.comb += self.rb_data.eq(ports_b[k].data)
+                        m.d.comb += self.rb_data.eq(qb[k])
         else:
-            m.d.comb += [self.ra_data.eq(ports_a[0].data), self.rb_data.eq(ports_b[0].data)]
+            m.d.comb += [self.ra_data.eq(qa[0]), self.rb_data.eq(qb[0])]
         return m
