@@ -23,6 +23,7 @@ import tomllib
 from ..hdl.common.params import ConfigError, check_choice, check_int, check_number
 
 __all__ = ["Phy", "ComputeSpec", "MemorySpec", "Chiplet", "chiplet_from_dict", "load_chiplet",
+           "check_keys", "check_name", "read_toml",
            "builtin", "BUILTIN", "EDGES", "KINDS"]
 
 EDGES = ("N", "E", "S", "W")
@@ -32,7 +33,7 @@ _HERE = Path(__file__).resolve().parent
 BUILTIN = {"npu": _HERE / "npu.toml", "hbm3": _HERE / "hbm3.toml", "io": _HERE / "io.toml"}
 
 
-def _keys(field_, d, required, optional=()):
+def check_keys(field_, d, required, optional=()):
     """Reject a non-table, unknown keys and missing keys, naming the field."""
     if not isinstance(d, dict):
         raise ConfigError(field_ or "<root>", f"must be a table, not {type(d).__name__}")
@@ -50,7 +51,7 @@ def _join(prefix, name):
     return f"{prefix}.{name}" if prefix else name
 
 
-def _str(field_, v):
+def check_name(field_, v):
     if not isinstance(v, str) or not v or not v.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(field_, f"must be a non-empty name of letters, digits, '-' or '_', not {v!r}")
     return v
@@ -175,10 +176,10 @@ def chiplet_from_dict(d, where="chiplet", *, phy_types=None, nodes=None):
     ``where`` prefixes field names in errors. ``phy_types`` / ``nodes``: if given, the D2D PHY
     ``type`` and the ``node`` must be among them (names from the technology data).
     """
-    _keys(where, d, ("name", "kind", "width_mm", "height_mm", "power_dynamic_w", "power_static_w"),
+    check_keys(where, d, ("name", "kind", "width_mm", "height_mm", "power_dynamic_w", "power_static_w"),
           ("node", "internal_latency_ns", "relay", "phys", "compute", "memory", "notes"))
     f = lambda k: _join(where, k)  # noqa: E731
-    name = _str(f("name"), d["name"])
+    name = check_name(f("name"), d["name"])
     kind = check_choice(f("kind"), d["kind"], KINDS)
     w = check_number(f("width_mm"), d["width_mm"], lo=0, hi=100, lo_open=True)
     h = check_number(f("height_mm"), d["height_mm"], lo=0, hi=100, lo_open=True)
@@ -206,8 +207,8 @@ def chiplet_from_dict(d, where="chiplet", *, phy_types=None, nodes=None):
     phys, names = [], set()
     for i, p in enumerate(raw_phys):
         pw = f"{where}.phys[{i}]"
-        _keys(pw, p, ("name", "kind", "edge", "offset_mm", "width_mm"), ("type",))
-        pname = _str(f"{pw}.name", p["name"])
+        check_keys(pw, p, ("name", "kind", "edge", "offset_mm", "width_mm"), ("type",))
+        pname = check_name(f"{pw}.name", p["name"])
         if pname in names:
             raise ConfigError(f"{pw}.name", f"duplicate PHY name {pname!r}")
         names.add(pname)
@@ -223,7 +224,7 @@ def chiplet_from_dict(d, where="chiplet", *, phy_types=None, nodes=None):
         if pkind == "d2d":
             if "type" not in p:
                 raise ConfigError(f"{pw}.type", "missing required field for a d2d PHY")
-            ptype = _str(f"{pw}.type", ptype)
+            ptype = check_name(f"{pw}.type", ptype)
             if phy_types is not None and ptype not in phy_types:
                 raise ConfigError(f"{pw}.type", f"unknown PHY {ptype!r}; known PHYs are "
                                   f"{', '.join(sorted(phy_types))}")
@@ -245,7 +246,7 @@ def chiplet_from_dict(d, where="chiplet", *, phy_types=None, nodes=None):
             raise ConfigError(f("compute"), "missing required table for a compute die")
         c = d["compute"]
         cw = f("compute")
-        _keys(cw, c, ("arrays", "rows", "cols", "clock_ghz", "sram_mib", "mac_energy_pj",
+        check_keys(cw, c, ("arrays", "rows", "cols", "clock_ghz", "sram_mib", "mac_energy_pj",
                       "sram_energy_pj_per_bit"))
         compute = ComputeSpec(
             arrays=check_int(f"{cw}.arrays", c["arrays"], lo=1, hi=1 << 20),
@@ -263,9 +264,9 @@ def chiplet_from_dict(d, where="chiplet", *, phy_types=None, nodes=None):
             raise ConfigError(f("memory"), "missing required table for a memory stack")
         m = d["memory"]
         mw = f("memory")
-        _keys(mw, m, ("generation", "bus_bits", "pin_rate_gbps", "capacity_gb", "energy_pj_per_bit"))
+        check_keys(mw, m, ("generation", "bus_bits", "pin_rate_gbps", "capacity_gb", "energy_pj_per_bit"))
         memory = MemorySpec(
-            generation=_str(f"{mw}.generation", m["generation"]),
+            generation=check_name(f"{mw}.generation", m["generation"]),
             bus_bits=check_int(f"{mw}.bus_bits", m["bus_bits"], lo=1, hi=1 << 16),
             pin_rate_gbps=check_number(f"{mw}.pin_rate_gbps", m["pin_rate_gbps"], lo=0, hi=100,
                                        lo_open=True),

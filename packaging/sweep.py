@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..chiplets.descriptor import _keys, builtin, read_toml
+from ..chiplets.descriptor import builtin, check_keys, read_toml
 from ..hdl.common.params import ConfigError, check_int, check_number
 from . import perf
 from .cost import package_codes, total_cost
@@ -113,7 +113,7 @@ class SweepSpec:
 
 def _axis(field_, v, check):
     if isinstance(v, dict):
-        _keys(field_, v, ("start", "stop", "num"))
+        check_keys(field_, v, ("start", "stop", "num"))
         a = check_number(f"{field_}.start", v["start"], lo=0, lo_open=True)
         b = check_number(f"{field_}.stop", v["stop"], lo=0, lo_open=True)
         n = check_int(f"{field_}.num", v["num"], lo=1, hi=10_000_000)
@@ -128,12 +128,12 @@ def _axis(field_, v, check):
 
 def spec_from_dict(d, tech=None):
     tech = tech or load_tech()
-    _keys("", d, ("name", "space"), ("fixed", "workload", "run", "node_scaling", "description"))
+    check_keys("", d, ("name", "space"), ("fixed", "workload", "run", "node_scaling", "description"))
     name = d["name"]
     if not isinstance(name, str) or not name:
         raise ConfigError("name", "must be a non-empty string")
     sp = d["space"]
-    _keys("space", sp, ("chiplets", "node", "package", "hbm_stacks", "phy"),
+    check_keys("space", sp, ("chiplets", "node", "package", "hbm_stacks", "phy"),
           ("hbm", "logic_area_mm2"))
 
     def choice(table, what):
@@ -160,7 +160,7 @@ def spec_from_dict(d, tech=None):
                                 lambda f, x: check_number(f, x, lo=0, hi=1e5, lo_open=True)),
     }
     fx = d.get("fixed", {})
-    _keys("fixed", fx, (), tuple(_DEFAULT_FIXED))
+    check_keys("fixed", fx, (), tuple(_DEFAULT_FIXED))
     fixed = dict(_DEFAULT_FIXED)
     if "volume" in fx:
         fixed["volume"] = check_number("fixed.volume", fx["volume"], lo=1)
@@ -173,7 +173,7 @@ def spec_from_dict(d, tech=None):
         fixed["alpha"] = check_number("fixed.alpha", fx["alpha"], lo=0, hi=1e3, lo_open=True)
 
     wl = d.get("workload", {"kind": "decode"})
-    _keys("workload", wl, (), ("kind", "name", "d_model", "n_heads", "d_ff", "n_layers", "seq_len",
+    check_keys("workload", wl, (), ("kind", "name", "d_model", "n_heads", "d_ff", "n_layers", "seq_len",
                                "batch", "bytes_per_el", "m", "n", "k"))
     kind = wl.get("kind", "decode")
     if kind not in ("decode", "prefill", "gemm"):
@@ -198,7 +198,7 @@ def spec_from_dict(d, tech=None):
             raise ConfigError("workload.n_heads", f"must divide d_model {t.d_model}")
         workload = t
     run = d.get("run", {})
-    _keys("run", run, (), ("chunk",))
+    check_keys("run", run, (), ("chunk",))
     chunk = check_int("run.chunk", run.get("chunk", 65536), lo=1, hi=10_000_000)
     scaling = dict(NODE_SCALING)
     ns = d.get("node_scaling", {})
@@ -209,7 +209,7 @@ def spec_from_dict(d, tech=None):
             nm = int(k)
         except ValueError:
             raise ConfigError(f"node_scaling.{k}", "node names are integers (nm)") from None
-        _keys(f"node_scaling.{k}", v, ("density", "energy"))
+        check_keys(f"node_scaling.{k}", v, ("density", "energy"))
         scaling[nm] = (check_number(f"node_scaling.{k}.density", v["density"], lo=0, lo_open=True),
                        check_number(f"node_scaling.{k}.energy", v["energy"], lo=0, lo_open=True))
     for i, nm in enumerate(axes["node"]):

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..chiplets.descriptor import (EDGES, Chiplet, _keys, _str, builtin, chiplet_from_dict,
-                                   read_toml)
+from ..chiplets.descriptor import (EDGES, Chiplet, builtin, check_keys, check_name,
+                                   chiplet_from_dict, read_toml)
 from ..hdl.common.params import ConfigError, check_choice, check_int, check_number
 from .tech import load_tech
 
@@ -185,15 +185,15 @@ def system_from_dict(d, *, base_dir=None, tech=None, check_placement=True):
     """Build and validate a :class:`System` from a parsed TOML table."""
     tech = tech or load_tech()
     base_dir = Path(base_dir) if base_dir else Path.cwd()
-    _keys("", d, ("name", "package", "interposer", "dies"),
+    check_keys("", d, ("name", "package", "interposer", "dies"),
           ("description", "links", "hbm", "chiplets"))
-    name = _str("name", d["name"])
+    name = check_name("name", d["name"])
     package = check_choice("package", d["package"], tuple(tech.packages))
     desc = d.get("description", "")
     if not isinstance(desc, str):
         raise ConfigError("description", "must be a string")
     ip = d["interposer"]
-    _keys("interposer", ip, ("width_mm", "height_mm"))
+    check_keys("interposer", ip, ("width_mm", "height_mm"))
     iw = check_number("interposer.width_mm", ip["width_mm"], lo=0, hi=1000, lo_open=True)
     ih = check_number("interposer.height_mm", ip["height_mm"], lo=0, hi=1000, lo_open=True)
     limit = tech.packages[package].max_area_mm2
@@ -226,8 +226,8 @@ def system_from_dict(d, *, base_dir=None, tech=None, check_placement=True):
     dies = {}
     for i, r in enumerate(raw_dies):
         w = f"dies[{i}]"
-        _keys(w, r, ("name", "chiplet", "x", "y"), ("rotation",))
-        dn = _str(f"{w}.name", r["name"])
+        check_keys(w, r, ("name", "chiplet", "x", "y"), ("rotation",))
+        dn = check_name(f"{w}.name", r["name"])
         if dn in dies:
             raise ConfigError(f"{w}.name", f"duplicate die name {dn!r}")
         cref = r["chiplet"]
@@ -261,7 +261,7 @@ def system_from_dict(d, *, base_dir=None, tech=None, check_placement=True):
         raise ConfigError("links", "must be an array of tables")
     for i, r in enumerate(raw_links):
         w = f"links[{i}]"
-        _keys(w, r, ("a", "b"), ("phy",))
+        check_keys(w, r, ("a", "b"), ("phy",))
         ends = []
         for side in ("a", "b"):
             die, phy, p = _ref(f"{w}.{side}", r[side], dies)
@@ -293,7 +293,7 @@ def system_from_dict(d, *, base_dir=None, tech=None, check_placement=True):
         raise ConfigError("hbm", "must be an array of tables")
     for i, r in enumerate(raw_hbm):
         w = f"hbm[{i}]"
-        _keys(w, r, ("stack", "host"))
+        check_keys(w, r, ("stack", "host"))
         sname = r["stack"]
         if not isinstance(sname, str) or sname not in dies:
             raise ConfigError(f"{w}.stack", f"unknown die {sname!r}")
