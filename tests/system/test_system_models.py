@@ -249,3 +249,19 @@ def test_roofline_of_default():
     assert float(rf["chiplet"]["ridge_ops_per_byte"]) == pytest.approx(98.304e12 / 819.2e9)
     big = perf.workload_report(mc, [perf.Gemm("g", 4096, 4096, 4096)])["g"]
     assert big["bound"] == "compute" and big["utilization"] == pytest.approx(1.0)
+
+
+def test_two_vs_four_chiplets():
+    """The 2-chiplet reference has half the compute and HBM of the 4-chiplet one."""
+    from diestack.packaging.system import DEFAULT_PATH, load_system
+    two = load_system(DEFAULT_PATH.parent / "two_npu.toml")
+    four = default_system()
+    m2, m4 = (perf.machine_from_system(s, TECH) for s in (two, four))
+    assert float(m4.peak_ops) == pytest.approx(2 * float(m2.peak_ops))
+    t = perf.Transformer(name="dec", phase="decode")
+    r2, r4 = (perf.workload_report(m, [t])["dec"]["tokens_per_s"] for m in (m2, m4))
+    assert r4 == pytest.approx(2 * r2, rel=0.02)       # HBM-bound: twice the stacks
+    g2 = topology.build_graph(two, TECH)
+    # 3-node triangle npu0-npu1, io-npu0, io-npu1: any 1|2 split cuts two links
+    assert topology.bisection_bandwidth(g2) == pytest.approx(
+        2 * 2.0 * TECH.phys["ucie-a"].shoreline_gbyte_s_per_mm)
