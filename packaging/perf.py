@@ -20,8 +20,8 @@ The faster legal mapping is taken. Per chiplet (double-buffered, so the three ov
 
 * compute: the K x Nc weight tiles (``ceil(K/R) ceil(Nc/C)`` per batch element) are spread over
   the arrays in ``ceil(tiles/arrays)`` rounds; each round streams ``max(Mc, R)`` rows (the R-cycle
-  weight load hides behind the stream only when Mc >= R; npu.md "Limits"):
-  ``t_compute = rounds x max(Mc, R) / f``;
+  weight load hides behind the stream only when Mc >= R), plus the first weight load and the
+  skew/drain once (npu.md "Limits"): ``t_compute = (rounds x max(Mc, R) + 2R + C - 2) / f``;
 * HBM: bytes / ``hbm_bw``; D2D: received bytes / ``d2d_bw``;
 * ``time = max(compute, HBM, D2D)``; ``bound`` names the largest.
 
@@ -116,7 +116,8 @@ def gemm(mc, g):
     def compute_time(M, N, batch_c):
         tiles = batch_c * _ceil(g.k, R) * _ceil(N, C)
         rounds = _ceil(tiles, arrays)
-        cycles = rounds * np.maximum(M, R)
+        # npu.md "Limits": R (first weight load) + tiles x max(M, R) + (R + C - 2) (skew/drain)
+        cycles = rounds * np.maximum(M, R) + 2 * R + C - 2
         return cycles / f, cycles
 
     cands = []

@@ -184,8 +184,9 @@ def tiny(hbm_bw=1e9, p=1, d2d_bw=1e9):
 def test_gemm_hand_roofline():
     g = perf.Gemm("g", m=64, n=8, k=8)
     r = perf.gemm(tiny(), g)
-    # compute: 2 x 2 tiles of 4x4 on one array, 4 rounds x 64 rows = 256 cycles at 1 GHz
-    assert float(r["t_compute_s"]) == pytest.approx(256e-9)
+    # compute: 2 x 2 tiles of 4x4 on one array, 4 rounds x 64 rows = 256 cycles, plus the first
+    # weight load (4) and skew/drain (4 + 4 - 2): 266 cycles at 1 GHz
+    assert float(r["t_compute_s"]) == pytest.approx(266e-9)
     # HBM: A 64x8 + B 8x8 + C 64x8 bytes = 1088 B at 1 GB/s
     assert float(r["t_hbm_s"]) == pytest.approx(1088e-9)
     assert float(r["time_s"]) == pytest.approx(1088e-9)
@@ -194,10 +195,10 @@ def test_gemm_hand_roofline():
     assert float(r["energy_j"]) == pytest.approx(4096e-12 + 1088 * 8e-12)
     fast = perf.gemm(tiny(hbm_bw=1e12), g)
     assert perf.BOUNDS[int(fast["bound"])] == "compute"
-    assert float(fast["time_s"]) == pytest.approx(256e-9)
-    # M < R: the 4-cycle weight load is exposed: 4 rounds x max(2, 4)
+    assert float(fast["time_s"]) == pytest.approx(266e-9)
+    # M < R: the 4-cycle weight load is exposed: 4 rounds x max(2, 4) + 10
     small = perf.gemm(tiny(hbm_bw=1e12), perf.Gemm("s", m=2, n=8, k=8))
-    assert float(small["t_compute_s"]) == pytest.approx(16e-9)
+    assert float(small["t_compute_s"]) == pytest.approx(26e-9)
 
 
 def test_gemm_split_over_chiplets_d2d_bound():
@@ -248,7 +249,10 @@ def test_roofline_of_default():
     assert float(rf["system"]["hbm_bw"]) == pytest.approx(4 * 819.2e9)
     assert float(rf["chiplet"]["ridge_ops_per_byte"]) == pytest.approx(98.304e12 / 819.2e9)
     big = perf.workload_report(mc, [perf.Gemm("g", 4096, 4096, 4096)])["g"]
-    assert big["bound"] == "compute" and big["utilization"] == pytest.approx(1.0)
+    assert big["bound"] == "compute"
+    # 4096^3 split over N on 4 chiplets: 256 x 64 tiles of 16x16 per chiplet on 128 arrays =
+    # 128 rounds x 4096 rows, + 2R + C - 2 = 46 fill/drain cycles
+    assert big["utilization"] == pytest.approx(128 * 4096 / (128 * 4096 + 46))
 
 
 def test_two_vs_four_chiplets():
