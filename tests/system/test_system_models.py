@@ -269,3 +269,13 @@ def test_two_vs_four_chiplets():
     # 3-node triangle npu0-npu1, io-npu0, io-npu1: any 1|2 split cuts two links
     assert topology.bisection_bandwidth(g2) == pytest.approx(
         2 * 2.0 * TECH.phys["ucie-a"].shoreline_gbyte_s_per_mm)
+
+
+def test_single_array_matches_npu_md_ws_formula():
+    """npu.md "Limits": double-buffered WS on R x C takes about
+    R + ceil(K/R) ceil(N/C) max(M, R) + (R + C - 2) cycles; its example GEMM 128x256x512
+    (M, N, K) on 16x16 gives 16 + 32 x 16 x 128 + 30 = 65,582 (ideal 65,536)."""
+    mc = perf.Machine(p=1, arrays=1, rows=16, cols=16, clock_hz=1e9, hbm_bw=1e18, d2d_bw=1e18,
+                      mac_pj=0.0, sram_pj_bit=0.0, hbm_pj_bit=0.0, d2d_pj_bit=0.0)
+    r = perf.gemm(mc, perf.Gemm("g", m=128, n=256, k=512))
+    assert float(r["cycles"]) == 65582
