@@ -177,10 +177,12 @@ def _bench(args):
     if not sizes or any(s < 1 or s > 64 for s in sizes):
         raise UsageError("--workers: each size must be in 1..64")
     out_dir = build_root() / "system"
+    load0 = list(os.getloadavg())
     rows = []
     # in-process: single core, vectorised
     spec = _bench_spec(args.scaling_configs)
-    say(f"bench sweep: {spec.size:,} configurations per run; machine has {os.cpu_count()} cores")
+    say(f"bench sweep: {spec.size:,} configurations per run; machine has {os.cpu_count()} cores, "
+        f"load average {load0[0]:.1f}")
     res = sw.run_sweep(spec, executor="local", keep=False)
     rows.append({"executor": "local", "workers": 1, "configs": res.n_configs,
                  "seconds": res.seconds, "configs_per_s": res.configs_per_s,
@@ -206,7 +208,8 @@ def _bench(args):
                "csv": str(big_out), "pareto_points": len(res.front)}
     say(f"  1M sweep: {res.n_configs:,} configurations ({res.n_feasible:,} feasible) through a "
         f"{res.workers}-worker LocalCluster in {res.seconds:.1f} s (with CSV output)")
-    report = {"cores": os.cpu_count(), "scaling": rows, "large_sweep": big_row,
+    report = {"cores": os.cpu_count(), "load_average_1_5_15": list(os.getloadavg()),
+              "load_average_at_start": load0, "scaling": rows, "large_sweep": big_row,
               "target_configs_per_s_per_core": 10000}
     write_json(out_dir / "bench_sweep.json", report)
     table = ["| executor | workers | configs | wall s | configs/s (wall) | configs per CPU-s |",
