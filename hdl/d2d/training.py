@@ -14,7 +14,9 @@ States (d2d.md §1.7, [V] UCIe 1.1 p.109-132; simplified, digital only)::
   local work is done, a die sends the state's message (with its result in ``data``) and resends it
   every ``resend`` clocks; ``ack`` says it has seen the partner's message of that state. A die leaves
   the state when it has seen the partner's message with ``ack`` set and its own message with ``ack``
-  set has left the line, so both dies leave every state, in order, with each other's results.
+  set has left the line, so both dies leave every state, in order, with each other's results. If
+  that last message is lost on the sideband, the partner keeps resending; a die answers a resend
+  of the state it has just left with an Ack (and the same data), so a lost frame costs time only.
 - SBINIT: sideband up (the clock-pattern detection of the spec is abstracted into the framing).
 - MBINIT_PARAM: both sides send their parameters (lanes, spares, scrambler, degrade); a mismatch is
   a TRAINERROR.
@@ -44,7 +46,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lanes import LaneConfig, LaneRx, LaneTx, spare_layout
-from .sideband import MESSAGE, Op, SidebandRx, SidebandTx
+from .sideband import FRAME_CLOCKS, MESSAGE, Op, SidebandRx, SidebandTx
 
 __all__ = ["State", "LinkTraining", "D2DPhy", "MBTRAIN_BEATS", "mbtrain_beat", "lane_id_word", "param_word"]
 
@@ -109,7 +111,7 @@ class LinkTraining(wiring.Component):
     timeout : int
         Clocks a training state may take before TRAINERROR.
     resend : int
-        Clocks between resends of a state's sideband message (> the 36-clock frame).
+        Clocks between resends of a state's sideband message (more than a sideband frame).
     attempts : int
         MBTRAIN failures tolerated (each retrains from MBINIT_REVERSAL) before TRAINERROR.
 
@@ -139,8 +141,9 @@ class LinkTraining(wiring.Component):
         self.cfg = c = LaneConfig(lanes, bytes_per_cycle, spares_per_group)
         if not isinstance(timeout, int) or timeout < 512:
             raise TypeError(f"timeout must be an integer >= 512 clocks, not {timeout!r}")
-        if not isinstance(resend, int) or resend < 40:
-            raise TypeError(f"resend must be an integer >= 40 clocks (one frame), not {resend!r}")
+        if not isinstance(resend, int) or resend < FRAME_CLOCKS + 4:
+            raise TypeError(f"resend must be an integer >= {FRAME_CLOCKS + 4} clocks (a sideband frame), "
+                            f"not {resend!r}")
         if not isinstance(attempts, int) or attempts < 1:
             raise TypeError(f"attempts must be a positive integer, not {attempts!r}")
         self._scrambler = bool(scrambler)
@@ -208,15 +211,27 @@ class LinkTraining(wiring.Component):
             with m.If(self.sb_rx_msg.ack):
                 m.d.sync += acked.eq(1)
         handshake = (state != State.RESET)
+        # A die that has left a state still answers the partner's resends of that state's message
+        # with an Ack (its last message of that state may have been lost on the sideband).
+        prev_op = Signal(4)
+        prev_data = Signal(27)
+        respond = Signal()
         send = Signal()
+        send_resp = Signal()
         m.d.comb += [
-            send.eq(handshake & local_ready & self.sb_tx_ready
+            send_resp.eq(respond & self.sb_tx_ready),
+            send.eq(handshake & local_ready & self.sb_tx_ready & ~respond
                     & ((resend_timer == 0) | (seen & ~ack_inflight & ~sent_ack))),
-            self.sb_tx_valid.eq(send),
-            self.sb_tx_msg.opcode.eq(cur_op),
-            self.sb_tx_msg.ack.eq(seen),
-            self.sb_tx_msg.data.eq(local_data),
+            self.sb_tx_valid.eq(send | send_resp),
+            self.sb_tx_msg.opcode.eq(Mux(respond, prev_op, cur_op)),
+            self.sb_tx_msg.ack.eq(respond | seen),
+            self.sb_tx_msg.data.eq(Mux(respond, prev_data, local_data)),
         ]
+        with m.If(send_resp):
+            m.d.sync += respond.eq(0)
+        with m.If(self.sb_rx_valid & (self.sb_rx_msg.opcode == prev_op) & (prev_op != cur_op)
+                  & (prev_op != Op.NOP)):
+            m.d.sync += respond.eq(1)
         with m.If(send):
             m.d.sync += resend_timer.eq(self._resend)
             with m.If(seen):
@@ -233,7 +248,8 @@ class LinkTraining(wiring.Component):
         clear = Signal()         # set (comb) on any transition except ACTIVE -> RETRAIN
 
         def goto(st, keep=False):
-            m.d.sync += [state.eq(st), state_timer.eq(0)]
+            m.d.sync += [state.eq(st), state_timer.eq(0), prev_op.eq(cur_op), prev_data.eq(local_data),
+                         respond.eq(0)]
             if not keep:
                 m.d.comb += clear.eq(1)
 
@@ -471,12 +487,12 @@ class D2DPhy(wiring.Component):
         each beat when degraded).
     rx_data : Out(8W), rx_valid : Out(1)
         Received beats while ``link_up``; no back-pressure.
-    lanes_tx : Out(P * U), lanes_tx_valid : Out(1), sb_tx : Out(1)
-        To the channel (die-to-die bumps).
-    lanes_rx : In(P * U), lanes_rx_valid : In(1), sb_rx : In(1)
+    lanes_tx : Out(P * U), lanes_tx_valid : Out(1), sb_tx : Out(2)
+        To the channel (die-to-die bumps); ``sb_tx`` is the sideband (data, clock running).
+    lanes_rx : In(P * U), lanes_rx_valid : In(1), sb_rx : In(2)
         From the channel.
     start, retrain_req : In(1)
-    state : Out(State), link_up : Out(1), retrains : Out(16), sb_parity_errors : Out(16)
+    state : Out(State), link_up : Out(1), retrains : Out(16), sb_check_errors : Out(16)
     tx_reverse, rx_reversed, tx_width, rx_width, tx_repair, rx_repair : Out
         The training results applied to the lanes.
 
@@ -498,16 +514,16 @@ class D2DPhy(wiring.Component):
             "rx_valid": Out(1),
             "lanes_tx": Out(c.slots * c.ui),
             "lanes_tx_valid": Out(1),
-            "sb_tx": Out(1),
+            "sb_tx": Out(2),
             "lanes_rx": In(c.slots * c.ui),
             "lanes_rx_valid": In(1),
-            "sb_rx": In(1),
+            "sb_rx": In(2),
             "start": In(1),
             "retrain_req": In(1),
             "state": Out(State),
             "link_up": Out(1),
             "retrains": Out(16),
-            "sb_parity_errors": Out(16),
+            "sb_check_errors": Out(16),
             "tx_reverse": Out(1),
             "rx_reversed": Out(1),
             "tx_width": Out(2),
@@ -567,7 +583,7 @@ class D2DPhy(wiring.Component):
             self.state.eq(tr.state),
             self.link_up.eq(up),
             self.retrains.eq(tr.retrains),
-            self.sb_parity_errors.eq(sbrx.parity_errors),
+            self.sb_check_errors.eq(sbrx.check_errors),
             self.tx_reverse.eq(tr.tx_reverse),
             self.rx_reversed.eq(tr.rx_reversed),
             self.tx_width.eq(tr.tx_width),

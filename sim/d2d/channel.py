@@ -20,8 +20,9 @@ Impairments, applied in this order to each word (a word is one cycle):
 5. latency: the word appears at the RX ``latency`` cycles later (zeros before that).
 
 The Valid lane is modelled as reliable (UCIe has a redundant Valid lane, d2d.md §1.7). The sideband
-is one serial bit per cycle per direction (hdl/d2d/sideband.py); it gets the data lanes' latency
-and, optionally, its own random bit errors at ``sideband_ber`` (seeded, independent of the data).
+is a 2-bit word per cycle per direction (hdl/d2d/sideband.py: bit 0 data wire, bit 1 forwarded
+clock running); it gets the data lanes' latency and, optionally, random errors on its data wire at
+``sideband_ber`` (seeded, independent of the main band); the clock wire is reliable.
 
 Use :class:`Channel` in plain Python (``step`` per cycle, ``transmit`` for a block of cycles,
 vectorised) and :func:`connect` in a cocotb testbench to move words between two DUT ports.
@@ -209,8 +210,9 @@ class Channel:
         return self._valid_line.popleft()
 
     def step_sideband(self, bit):
-        """One cycle of the serial sideband: the bit sent now in, the bit arriving now out."""
-        bit = int(bit) & 1
+        """One cycle of the sideband: the word sent now in (bit 0 data, bit 1 clock), the word
+        arriving now out. Only the data bit is subject to ``sideband_ber``."""
+        bit = int(bit) & 3
         self.sideband_bits += 1
         if self.config.sideband_ber and self._sb_rng.random() < self.config.sideband_ber:
             bit ^= 1
