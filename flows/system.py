@@ -228,6 +228,10 @@ def _bench(args):
 
 # ---- diestack run stage ---------------------------------------------------------------------------
 
+#: The run stage's check: peak chip temperature at peak power. [assumption] 105 C is a common
+#: junction limit for logic dies (not from the reference files).
+T_JUNCTION_MAX_C = 105.0
+
 def _stage(ctx):
     from ..packaging.report import key_metrics, write_report
     from ..packaging.system import load_system
@@ -243,7 +247,10 @@ def _stage(ctx):
           f"Full report: [{rel}/report.html]({rel}/report.html)\n\n"
           f"![floorplan]({rel}/floorplan.png)\n\n![roofline]({rel}/roofline.png)\n\n"
           f"![thermal]({rel}/thermal.png)\n")
-    return {"title": "System model (default package)", "passed": True,
+    ok = km["peak_temp_c"] <= T_JUNCTION_MAX_C
+    md += (f"\nThermal check: peak {km['peak_temp_c']:.1f} C at peak power "
+           f"{'<=' if ok else '>'} {T_JUNCTION_MAX_C:g} C junction limit.\n")
+    return {"title": "System model (default package)", "passed": bool(ok),
             "metrics": km | {"pngs": [f"{rel}/{p}" for p in ("floorplan.png", "roofline.png",
                                                               "thermal.png")]},
             "markdown": md}

@@ -255,6 +255,7 @@ def key_metrics(m):
         for name, w in m["workloads"].items():
             if "tokens_per_s" in w:
                 out[f"{name}_tokens_per_s"] = w["tokens_per_s"]
+                out[f"{name}_mj_per_token"] = 1e3 * w["energy_j"] / w["tokens"]
             else:
                 out[f"{name}_tops"] = w["achieved_tops"]
     return out
