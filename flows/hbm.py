@@ -41,8 +41,11 @@ def make_config(preset="hbm2", *, channels=1, page="open", ecc=False, refresh="a
                 queue_depth=32, overrides=None, xor=False):
     """A validated :class:`ControllerConfig` from CLI-level options."""
     timing = resolve(preset, overrides or {})
+    check_int("--queue-depth", queue_depth, lo=16, hi=32)
+    slots = 1 << (2 * queue_depth - 1).bit_length()        # read-reorder / write-data slots
     return ControllerConfig(timing=timing, queue_depth=queue_depth, page=page, ecc=bool(ecc),
-                            refresh=refresh, channels=channels, xor=bool(xor))
+                            refresh=refresh, channels=channels, xor=bool(xor),
+                            rob_depth=slots, wbuf_depth=slots)
 
 
 def gen_verilog(config, out_dir):
@@ -217,6 +220,7 @@ def _common(p, *, channels=True):
     p.add_argument("--page", default="open", help="page policy: open, closed, adaptive")
     p.add_argument("--refresh", default="allbank", help="allbank (REFab) or perbank (REFpb)")
     p.add_argument("--ecc", action="store_true", help="SECDED ECC on the DFI data")
+    p.add_argument("--queue-depth", type=int, default=32, help="request queue entries, 16-32 (default 32)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="timing override, e.g. tREFI=1500 or tFAW=16ns (repeatable)")
 
@@ -233,7 +237,8 @@ def _config(args):
         k, v = item.split("=", 1)
         overrides[k.strip()] = int(v) if v.strip().isdigit() else v.strip()
     return make_config(preset, channels=getattr(args, "channels", 1), page=args.page,
-                       ecc=args.ecc, refresh=args.refresh, overrides=overrides)
+                       ecc=args.ecc, refresh=args.refresh, overrides=overrides,
+                       queue_depth=args.queue_depth)
 
 
 def _gen_configure(p):
@@ -317,7 +322,6 @@ def _synth_configure(p):
     from .cli import add_json_arg
     _common(p, channels=False)
     p.add_argument("--target", default="generic", help="generic or ecp5")
-    p.add_argument("--queue-depth", type=int, default=32, help="request queue entries (16-32)")
     add_json_arg(p)
 
 
@@ -327,7 +331,6 @@ def _synth(args):
     from .synth import TARGETS, synthesize
     check_choice("--target", args.target, TARGETS)
     cfg = _config(args)
-    cfg = ControllerConfig(**{**cfg.__dict__, "queue_depth": check_int("--queue-depth", args.queue_depth, lo=16, hi=32)})
     design = f"hbm_{cfg.timing.preset}"
     with Step(design, f"synth_{args.target}") as step:
         v, _ = gen_verilog(cfg, step.dir / "rtl")

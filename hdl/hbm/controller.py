@@ -278,9 +278,10 @@ class HBMController(wiring.Component):
         W = c.wbuf_depth
         wfree = Signal(W, init=(1 << W) - 1)
         wslot = Signal(bits_for(W))
-        for i in reversed(range(W)):
-            with m.If(wfree[i]):
-                m.d.comb += wslot.eq(i)
+        e = Const(0, bits_for(W))
+        for i in reversed(range(W)):          # an expression, not a process (Icarus, see scheduler)
+            e = Mux(wfree[i], i, e)
+        m.d.comb += wslot.eq(e)
         have_slot = Mux(self.req.we, wfree.any(), rob_free)
         m.d.comb += [
             sch.req_valid.eq(self.req.valid & have_slot),

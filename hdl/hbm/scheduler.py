@@ -58,14 +58,27 @@ PAGE_POLICIES = ("open", "closed", "adaptive")
 
 
 def _oldest(m, name, flags, width):
-    """Index of the lowest set flag (the oldest entry) and whether any is set."""
+    """Index of the lowest set flag (the oldest entry) and whether any is set.
+
+    Built as expressions (continuous assignments), not procedural blocks: Icarus never runs an
+    ``always @*`` whose inputs keep their initial values, which would leave its outputs X."""
     idx = Signal(width, name=f"{name}_idx")
     found = Signal(name=f"{name}_found")
+    e = Const(0, width)
     for i in reversed(range(len(flags))):
-        with m.If(flags[i]):
-            m.d.comb += idx.eq(i)
-    m.d.comb += found.eq(Cat(*flags).any())
+        e = Mux(flags[i], i, e)
+    m.d.comb += [idx.eq(e), found.eq(Cat(*flags).any())]
     return idx, found
+
+
+def _pick(m, sigs, idx):
+    """``sigs[idx]`` as an AND-OR expression (see :func:`_oldest` on procedural blocks)."""
+    out = Signal.like(sigs[0], name=f"{sigs[0].name}_sel")
+    acc = Const(0, len(sigs[0]))
+    for i, s in enumerate(sigs):
+        acc = acc | Mux(idx == i, s, 0)
+    m.d.comb += out.eq(acc)
+    return out
 
 
 class Scheduler(wiring.Component):
@@ -206,12 +219,7 @@ class Scheduler(wiring.Component):
         act_f = actm_f | acta_f
 
         def pick(sigs, idx):
-            out = Signal.like(sigs[0], name=f"{sigs[0].name}_sel")
-            with m.Switch(idx):
-                for i, s in enumerate(sigs):
-                    with m.Case(i):
-                        m.d.comb += out.eq(s)
-            return out
+            return _pick(m, sigs, idx)
 
         # ---- row bus ----
         r_valid = Signal()
@@ -221,35 +229,31 @@ class Scheduler(wiring.Component):
         conflict = Signal()
         ref_issue = Signal()
         pb_open = self.open.bit_select(self.pb_bank, 1)
-        f_valid = Signal()      # refresh's own row command
-        f_cmd = Signal(3)
-        f_bank = Signal(self._bb)
+        # refresh's own row command (expressions only, see _oldest)
         if ab_mode:
-            with m.If(ref_active):
-                with m.If(self.open != 0):
-                    with m.If(self.prea_ok):
-                        m.d.comb += [f_valid.eq(1), f_cmd.eq(ROW_PREA)]
-                with m.Elif(self.refab_ok):
-                    m.d.comb += [f_valid.eq(1), f_cmd.eq(ROW_REFAB), ref_issue.eq(1)]
+            f_prea = ref_active & (self.open != 0) & self.prea_ok
+            f_ref = ref_active & (self.open == 0) & self.refab_ok
+            f_valid = f_prea | f_ref
+            f_cmd = Mux(f_ref, ROW_REFAB, ROW_PREA)
+            f_bank = Const(0, self._bb)
         else:
-            with m.If(ref_active):
-                with m.If(pb_open):
-                    with m.If(self.pre_ok.bit_select(self.pb_bank, 1)):
-                        m.d.comb += [f_valid.eq(1), f_cmd.eq(ROW_PRE), f_bank.eq(self.pb_bank)]
-                with m.Elif(self.refpb_ok.bit_select(self.pb_bank, 1)):
-                    m.d.comb += [f_valid.eq(1), f_cmd.eq(ROW_REFPB), f_bank.eq(self.pb_bank),
-                                 ref_issue.eq(1)]
+            f_pre = ref_active & pb_open & self.pre_ok.bit_select(self.pb_bank, 1)
+            f_ref = ref_active & ~pb_open & self.refpb_ok.bit_select(self.pb_bank, 1)
+            f_valid = f_pre | f_ref
+            f_cmd = Mux(f_ref, ROW_REFPB, ROW_PRE)
+            f_bank = self.pb_bank
         sel_act_bank = pick(bank, act_i)
         sel_act_row = pick(row, act_i)
         sel_pre_bank = pick(bank, pre_i)
-        with m.If(f_valid):
-            m.d.comb += [r_valid.eq(1), r_cmd.eq(f_cmd), r_bank.eq(f_bank)]
-        with m.Elif(pre_f & (~act_f | (pre_i < act_i))):
-            m.d.comb += [r_valid.eq(1), r_cmd.eq(ROW_PRE), r_bank.eq(sel_pre_bank),
-                         conflict.eq(1)]
-        with m.Elif(act_f):
-            m.d.comb += [r_valid.eq(1), r_cmd.eq(ROW_ACT), r_bank.eq(sel_act_bank),
-                         r_row.eq(sel_act_row)]
+        do_pre = ~f_valid & pre_f & (~act_f | (pre_i < act_i))
+        do_act = ~f_valid & ~do_pre & act_f
+        m.d.comb += [
+            r_valid.eq(f_valid | do_pre | do_act),
+            r_cmd.eq(Mux(f_valid, f_cmd, Mux(do_pre, ROW_PRE, Mux(do_act, ROW_ACT, 0)))),
+            r_bank.eq(Mux(f_valid, f_bank, Mux(do_pre, sel_pre_bank, Mux(do_act, sel_act_bank, 0)))),
+            r_row.eq(Mux(do_act, sel_act_row, 0)),
+            conflict.eq(do_pre), ref_issue.eq(f_ref),
+        ]
         m.d.comb += [self.row_valid.eq(r_valid), self.row_cmd.eq(r_cmd),
                      self.row_bank.eq(r_bank), self.row_addr.eq(r_row),
                      self.conflict_pre.eq(conflict), self.ref_issued.eq(ref_issue)]
