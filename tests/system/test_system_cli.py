@@ -103,3 +103,16 @@ def test_sweep_cli(build, tmp_path, capsys):
     assert main(["system", "sweep", str(spec), "--executor", "local", "--scheduler",
                  "tcp://127.0.0.1:1"]) == 2
     assert main(["system", "sweep", str(tmp_path / "none.toml")]) == 2
+
+
+@pytest.mark.slow
+def test_run_stage_section(tmp_path):
+    from diestack.flows.run import RunContext
+    from diestack.flows.system import _stage
+    sec = _stage(RunContext(out=tmp_path))
+    assert sec["passed"] is True
+    assert sec["metrics"]["pngs"] == ["system/floorplan.png", "system/roofline.png",
+                                      "system/thermal.png"]
+    for p in sec["metrics"]["pngs"]:
+        assert (tmp_path / p).stat().st_size > 500
+    assert "Thermal check" in sec["markdown"]
