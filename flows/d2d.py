@@ -23,6 +23,8 @@ __all__ = ["register", "make_config", "gen_verilog", "pair_verilog", "transfer",
 DEFAULT_FLIGHT = 4          # channel latency in cycles used by the simulations and the sizing rule
 BER_SWEEP = (0.0, 1e-6, 1e-5, 3e-5, 1e-4)
 FLITS = ("68", "256", "256lo", "raw")
+# the modules the generated d2d_top / d2d_pair Verilog depends on (the generation cache key)
+GEN_SOURCES = ("adapter", "credit", "crc", "flit", "lanes", "retry", "top")
 
 
 def make_config(lanes=16, flit="256", *, flight=DEFAULT_FLIGHT, **kw):
@@ -33,8 +35,9 @@ def make_config(lanes=16, flit="256", *, flight=DEFAULT_FLIGHT, **kw):
 def _sources_hash():
     h = hashlib.sha256()
     root = Path(__file__).resolve().parent.parent
-    for p in sorted((root / "hdl" / "d2d").glob("*.py")) + [root / "sim" / "d2d" / "golden.py",
-                                                           root / "hdl" / "common" / "verilog.py"]:
+    files = [root / "hdl" / "d2d" / f"{n}.py" for n in GEN_SOURCES]
+    files += [root / "sim" / "d2d" / "golden.py", root / "hdl" / "common" / "verilog.py"]
+    for p in files:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -179,7 +182,7 @@ def _configure_transfer(p):
     p.add_argument("--burst-len", type=int_range(lo=1), default=0, metavar="L",
                    help="burst length in UIs of one lane")
     p.add_argument("--stuck-lane", type=int_range(lo=0), default=-1, metavar="K",
-                   help="physical lane K (A -> B) stuck at 0; repaired by lane test/training")
+                   help="physical lane K (A -> B) stuck at 0; link training repairs it")
     p.add_argument("--stuck-after", type=int_range(lo=0), default=0, metavar="N",
                    help="with --stuck-lane: the lane breaks at data cycle N (mid-transfer)")
     p.add_argument("--reverse", action="store_true", help="reversed lane wiring")
@@ -220,7 +223,8 @@ def _transfer(args):
     summary.update({k: m.get(k) for k in ("byte_exact", "tx_flits", "pipeline_latency_min",
                                           "pipeline_latency_avg", "pipeline_latency_max",
                                           "latency_first_avg", "bit_flips", "overflow", "seed",
-                                          "sim", "lane_repair", "completed", "scoreboard")})
+                                          "sim", "lanes_final", "phy_retrains", "train_cycles",
+                                          "completed", "scoreboard")})
     if args.json:
         emit_json(summary)
     else:

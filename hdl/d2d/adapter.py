@@ -70,6 +70,10 @@ class D2DConfig:
         ``None`` -> derived from the round trip (retry.py sizing rule).
     max_fails : int
         Consecutive failed replays before a retrain request.
+    link_settle : int
+        Clocks after ``link_up`` rises before the first flit is sent. The two dies enter ACTIVE a
+        sideband handshake apart; a receiver takes its first valid beat after link-up as the start
+        of a flit, so the transmitter waits until the partner is surely up.
     """
 
     lanes: int = 16
@@ -81,6 +85,7 @@ class D2DConfig:
     replay_timeout: int | None = None
     resync_timeout: int | None = None
     max_fails: int = 8
+    link_settle: int = 256
 
     def __post_init__(self):
         check_int("lanes", self.lanes, choices=LANES)
@@ -103,6 +108,7 @@ class D2DConfig:
         if self.resync_timeout is not None:
             check_int("resync_timeout", self.resync_timeout, lo=1, hi=1 << 20)
         check_int("max_fails", self.max_fails, lo=1, hi=1024)
+        check_int("link_settle", self.link_settle, lo=0, hi=1 << 16)
 
     @property
     def bytes_per_cycle(self):
@@ -150,6 +156,7 @@ class D2DConfig:
         return {"lanes": self.lanes, "flit": self.flit, "ui_per_cycle": self.ui_per_cycle,
                 "bytes_per_cycle": self.bytes_per_cycle, "flit_cycles": self.flit_cycles,
                 "payload_bytes": self.payload_bytes, "replay_depth": self.depth,
+                "link_settle": self.link_settle,
                 "credits": self.stream_credits, "replay_timeout": self.timeout,
                 "round_trip_cycles": self.round_trip, "max_fails": self.max_fails}
 
@@ -173,7 +180,9 @@ class D2DAdapter(wiring.Component):
     rx : In(stream.Signature(8 * bytes_per_cycle))
         Beats from the lane layer (always accepted).
     link_up : In(1)
-        Send flits (from link training); when it falls the current flit is finished first.
+        The PHY is ACTIVE. Flits are sent from ``link_settle`` clocks after it rises; when it falls
+        the flit on the wire is dropped (retry replays it), a partly received flit is forgotten
+        and the replay timer holds.
     retrain_req : Out(1)
         One-cycle request for link retraining (retry escalation).
     overflow : Out(1)
@@ -273,8 +282,16 @@ class D2DAdapter(wiring.Component):
         else:
             m.d.comb += send_data.eq(rtx.o.valid)
         fi = ftx.i.payload
-        m.d.comb += [ftx.i.valid.eq(self.link_up),
-                     rtx.o.ready.eq(ftx.i.ready & send_data & self.link_up)]
+        # Link down (training / retrain): drop the flit on the wire, forget a partly received
+        # one, hold the replay timer; flit framing restarts with the next link-up.
+        down = Signal()
+        was_up = Signal()
+        m.d.comb += down.eq(~self.link_up)
+        m.d.sync += was_up.eq(self.link_up)
+        m.d.comb += [ftx.abort.eq(down), frx.flush.eq(down), rtx.pause.eq(down)]
+        send_en = self._settle(m)
+        m.d.comb += [ftx.i.valid.eq(send_en),
+                     rtx.o.ready.eq(ftx.i.ready & send_data & send_en)]
         with m.If(send_data):
             m.d.comb += [fi.pid.eq(out_meta.pid), fi.cred.eq(out_meta.cred),
                          fi.num.eq(rtx.o.payload.seq), fi.payload.eq(out_meta.payload)]
@@ -326,8 +343,8 @@ class D2DAdapter(wiring.Component):
             rtx.ack_num.eq(ack_num),
             rtx.ack_nak.eq(frx.ack == golden.ACK_NAK),
         ]
-        lost = Signal()
-        m.d.comb += lost.eq(frx.ev_valid & ~frx.ev_ok)
+        lost = Signal()      # a credit return may have been lost (bad flit, or link went down)
+        m.d.comb += lost.eq((frx.ev_valid & ~frx.ev_ok) | (was_up & down))
         for k in range(2):
             m.d.comb += [
                 ctx_[k].ret.eq(rrx.new_flit & frx.cred[k]),
@@ -356,16 +373,35 @@ class D2DAdapter(wiring.Component):
         ]
         return m
 
+    def _settle(self, m):
+        """``link_up`` delayed by ``link_settle`` clocks (falls at once)."""
+        n = self._cfg.link_settle
+        en = Signal()
+        if n == 0:
+            m.d.comb += en.eq(self.link_up)
+            return en
+        timer = Signal(range(n + 1))
+        with m.If(~self.link_up):
+            m.d.sync += [timer.eq(0), en.eq(0)]
+        with m.Elif(timer == n):
+            m.d.sync += en.eq(1)
+        with m.Else():
+            m.d.sync += timer.eq(timer + 1)
+        return en & self.link_up
+
     def _elaborate_raw(self):
         m = Module()
         c = self._cfg
         m.submodules.ftx = ftx = FlitTx("raw", c.bytes_per_cycle)
         m.submodules.frx = frx = FlitRx("raw", c.bytes_per_cycle)
         m.submodules.buf = buf = CreditRx(c.stream_credits, 8 * c.payload_bytes, 1)
+        send_en = self._settle(m)
         m.d.comb += [
-            ftx.i.valid.eq(self.s0_i.valid & self.link_up),
+            ftx.abort.eq(~self.link_up),
+            frx.flush.eq(~self.link_up),
+            ftx.i.valid.eq(self.s0_i.valid & send_en),
             ftx.i.payload.payload.eq(self.s0_i.payload),
-            self.s0_i.ready.eq(ftx.i.ready & self.link_up),
+            self.s0_i.ready.eq(ftx.i.ready & send_en),
             self.s1_i.ready.eq(0),
         ]
         wiring.connect(m, ftx.o, wiring.flipped(self.tx))

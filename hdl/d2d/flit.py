@@ -89,6 +89,9 @@ class FlitTx(wiring.Component):
         so flits go out back to back.
     o : Out(stream.Signature(8 * B))
         Beats in link order. ``o.ready`` low holds the beat (lane back-pressure).
+    abort : In(1)
+        Drop the flit being sent (the link went down; retry replays what mattered); while high no
+        flit is accepted.
 
     Latency: the first beat of an accepted flit is on ``o`` one cycle after acceptance; the CRC of
     each window is computed while its beats leave (``CRC16`` with ``crc_comb``) and inserted into
@@ -101,6 +104,7 @@ class FlitTx(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(tx_layout(fmt))),
             "o": Out(stream.Signature(8 * bytes_per_cycle)),
+            "abort": In(1),
         })
 
     @property
@@ -135,8 +139,10 @@ class FlitTx(wiring.Component):
 
         last_beat = Signal()
         m.d.comb += last_beat.eq(cnt == nb - 1)
-        m.d.comb += self.i.ready.eq(~busy | (self.o.ready & last_beat))
-        with m.If(self.i.valid & self.i.ready):
+        m.d.comb += self.i.ready.eq((~busy | (self.o.ready & last_beat)) & ~self.abort)
+        with m.If(self.abort):
+            m.d.sync += [busy.eq(0), cnt.eq(0)]
+        with m.Elif(self.i.valid & self.i.ready):
             m.d.sync += [buf.eq(image), busy.eq(1), cnt.eq(0)]
         with m.Elif(self.o.ready & busy):
             with m.If(last_beat):
@@ -156,7 +162,7 @@ class FlitTx(wiring.Component):
         if wins:
             m.submodules.crc = crc = CRC16(B)
             stored = [Signal(16, name=f"crc{w}") for w in range(len(wins))]
-            m.d.comb += crc.valid.eq(self.o.valid & self.o.ready)
+            m.d.comb += crc.valid.eq(self.o.valid & self.o.ready & ~self.abort)
             with m.Switch(cnt):
                 for k in range(nb):
                     with m.Case(k):
@@ -175,7 +181,7 @@ class FlitTx(wiring.Component):
                                 value = crc.crc_comb if crc_beat == last else stored[w]
                                 off = 8 * (pos - k * B)
                                 m.d.comb += out[off:off + 16].eq(value)
-        m.d.comb += [self.o.valid.eq(busy), self.o.payload.eq(out)]
+        m.d.comb += [self.o.valid.eq(busy & ~self.abort), self.o.payload.eq(out)]
         return m
 
 
@@ -191,7 +197,10 @@ class FlitRx(wiring.Component):
     -------
     i : In(stream.Signature(8 * B))
         Beats from the lane layer; always accepted (``i.ready`` is 1). The first valid beat after
-        reset starts a flit; flit framing then follows the beat count (the lanes' valid framing).
+        reset (or ``flush``) starts a flit; flit framing then follows the beat count (the lanes'
+        valid framing).
+    flush : In(1)
+        Forget a partly received flit (the link went down); the next beat starts a flit.
     ev_valid : Out(1)
         One-cycle strobe, the cycle after a checked part arrived: the first 128-byte half of a
         ``256lo`` flit (``ev_part == 0``) or a whole flit (``ev_part == 1``).
@@ -214,6 +223,7 @@ class FlitRx(wiring.Component):
         f = self._fmt
         members = {
             "i": In(stream.Signature(8 * bytes_per_cycle)),
+            "flush": In(1),
             "ev_valid": Out(1),
             "ev_part": Out(1),
             "ev_ok": Out(1),
@@ -247,8 +257,11 @@ class FlitRx(wiring.Component):
         cnt = Signal(range(nb))
         m.d.comb += self.i.ready.eq(1)
         beat = self.i.payload
-        take = self.i.valid
+        take = Signal()
+        m.d.comb += take.eq(self.i.valid & ~self.flush)
 
+        with m.If(self.flush):
+            m.d.sync += cnt.eq(0)
         with m.If(take):
             m.d.sync += cnt.eq(cnt + 1)
             with m.If(cnt == nb - 1):

@@ -82,6 +82,8 @@ class RetryTx(wiring.Component):
     ack_valid, ack_num, ack_nak : In
         Ack/Nak number from a good flit of the peer (cumulative; stale or impossible numbers
         are ignored). A Nak rewinds once per number; the timer covers a lost replay.
+    pause : In(1)
+        The link is down (training): the replay timer holds.
     retrain : Out(1)
         One-cycle retrain request.
     outstanding : Out(range(depth + 1))
@@ -103,6 +105,7 @@ class RetryTx(wiring.Component):
             "ack_valid": In(1),
             "ack_num": In(SEQ_BITS),
             "ack_nak": In(1),
+            "pause": In(1),
             "retrain": Out(1),
             "outstanding": Out(range(depth + 1)),
             "replays": Out(32),
@@ -189,13 +192,15 @@ class RetryTx(wiring.Component):
         # Replay timer
         timer = Signal(range(self._timeout + 1))
         expire = Signal()
-        m.d.comb += expire.eq((timer >= self._timeout) & (out != 0))
+        m.d.comb += expire.eq((timer >= self._timeout) & (out != 0) & ~self.pause)
         pending_after = Signal(S)
         m.d.comb += pending_after.eq(ns_after - una_n)
         go_back = Signal()
         m.d.comb += go_back.eq((nak_event | expire) & (pending_after != 0))
         with m.If(progress | go_back | (pending_after == 0)):
             m.d.sync += timer.eq(0)
+        with m.Elif(self.pause):
+            pass
         with m.Else():
             m.d.sync += timer.eq(timer + 1)
         with m.If(expire):

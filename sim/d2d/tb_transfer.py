@@ -5,7 +5,8 @@ Job folder (env ``DIESTACK_JOB``):
 - ``job.json``: ``lanes``, ``flit``, ``ui_per_cycle``, ``payload_bytes``, ``flit_cycles``,
   ``flight`` (channel latency, cycles), ``ber``, ``burst_every``, ``burst_len``, ``stuck_lane``
   (-1: none), ``stuck_value``, ``reverse``, ``seed``, ``backpressure`` (probability that die B's
-  consumer stalls for a window of ``BP_WINDOW`` cycles), ``max_cycles``, ``repair`` (optional: see below).
+  consumer stalls for a window of ``BP_WINDOW`` cycles), ``max_cycles``, ``stuck_after``
+  (the stuck lane breaks at this data-phase cycle; 0: from the start).
 - ``input.bin``: the bytes to send.
 
 Protocol framing (ours, above the adapter): the byte stream is an 8-byte little-endian length
@@ -19,7 +20,14 @@ TX accept to last RX release), ``goodput`` (payload bits released / raw lane bit
 cycles, ``lanes * ui_per_cycle * cycles``), ``crc_errors``, ``replays``, ``retrains``,
 ``latency_min/avg/max`` (cycles from a payload's TX accept to the release of its last segment),
 ``latency_first_*`` (to its first segment; differs for 256lo), ``pipeline_latency_*`` (latency
-minus channel flight and flit serialization), counters of both dies, ``completed``, ``overflow``.
+minus channel flight and flit serialization), ``rtl_latency`` (the same latency from the pair
+top's RTL counters, a cross-check), counters of both dies, ``completed``, ``overflow``,
+``scoreboard`` ("ok" or the golden Go-Back-N scoreboard's complaint), ``lane_repair``.
+
+Link bring-up is the RTL's: both dies' ``start`` go high after reset and the PHYs train over
+the channel (sideband included); the transfer starts once both are ACTIVE. A lane that breaks
+mid-transfer (``stuck_after``) is found by the PHY's retrain, which the adapter's retry escalation
+requests. ``lanes_bringup`` / ``lanes_final`` report the lane configuration training chose.
 
 Every DUT input is driven from time 0. Handshakes are decided at the falling edge: inputs are set,
 the design settles (ReadOnly) and valid & ready is what the next rising edge samples.
@@ -76,118 +84,47 @@ def _write_json(path, obj):
 
 
 async def _carry(dut, links):
-    """Move lane words and the Valid lane through the channel models, both directions, each cycle.
+    """Move lane words, the Valid lane and the sideband through the channel models, both
+    directions, each cycle.
 
     Same timing as ``channel.connect`` (step at the falling edge, the far RX captures at the next
-    rising edge); one coroutine for both directions, reading the 1-bit Valid lane with ``int()``.
+    rising edge); one coroutine for both directions.
     """
-    ports = [(ch, getattr(dut, f"{tx}_tx_lanes"), getattr(dut, f"{tx}_tx_valid"),
-              getattr(dut, f"{rx}_rx_lanes"), getattr(dut, f"{rx}_rx_valid")) for ch, tx, rx in links]
-    for _, _, _, rl, rv in ports:
+    ports = [(ch, getattr(dut, f"{tx}_lanes_tx"), getattr(dut, f"{tx}_lanes_tx_valid"),
+              getattr(dut, f"{tx}_sb_tx"), getattr(dut, f"{rx}_lanes_rx"),
+              getattr(dut, f"{rx}_lanes_rx_valid"), getattr(dut, f"{rx}_sb_rx"))
+             for ch, tx, rx in links]
+    for _, _, _, _, rl, rv, rs in ports:
         rl.value = 0
         rv.value = 0
+        rs.value = 0
     while True:
         await FallingEdge(dut.clk)
-        for ch, tl, tv, rl, rv in ports:
+        for ch, tl, tv, ts, rl, rv, rs in ports:
             rl.value = ch.step(tl.value.to_unsigned())
             rv.value = ch.step_valid(int(tv.value))
+            rs.value = ch.step_sideband(ts.value.to_unsigned())
 
 
-def _pattern(slots, ui, invert):
-    """Per-slot training words: the slot number (8-bit lane ID) repeated, or its complement."""
-    words = []
-    for k in range(slots):
-        byte = (k * 37 + 0x5A) & 0xFF
-        if invert:
-            byte ^= 0xFF
-        words.append(int.from_bytes(bytes([byte]) * (ui // 8), "little"))
-    return words
-
-
-def _join(words, ui):
-    v = 0
-    for k, w in enumerate(words):
-        v |= w << (k * ui)
-    return v
-
-
-def _split(value, slots, ui):
-    return [(value >> (k * ui)) & ((1 << ui) - 1) for k in range(slots)]
-
-
-async def _send_pattern(dut, tx, rx, words, ui, flight):
-    getattr(dut, f"{tx}_override_lanes").value = _join(words, ui)
-    getattr(dut, f"{tx}_override").value = 1
-    for _ in range(flight + 4):
-        await FallingEdge(dut.clk)
-    await ReadOnly()
-    got = _split(getattr(dut, f"{rx}_raw").value.to_unsigned(), len(words), ui)
-    await FallingEdge(dut.clk)
-    return got
-
-
-async def lane_test(dut, lc):
-    """Lane test of both directions through the RTL lane ports (what MBINIT.REVERSALMB/REPAIRMB do).
-
-    Each TX sends per-slot ID words and their complements with ``override`` (Valid low); the far
-    RX's ``raw`` words show reversal (slot k arriving on lane P-1-k) and broken lanes (a word
-    that does not arrive intact). Reversal is undone in the TX (d2d.md §1.7); broken data lanes
-    are remapped to spares of their 32-lane group, or, if spares run out, the link degrades to
-    the half width that has no broken lane. Both dies get the same repair/width. Returns a
-    summary dict (``cycles`` spent).
-    """
-    P, U, N = lc["slots"], lc["ui"], lc["lanes"]
-    spares, G = lc["spares"], lc["group"]
-    flight = lc["flight"]
-    cycles = 0
-    broken = set()
-    reversed_ = {}
-    for tx, rx in (("a", "b"), ("b", "a")):
-        getattr(dut, f"{tx}_reverse").value = 0
-        ids = _pattern(P, U, False)
-        got = await _send_pattern(dut, tx, rx, ids, U, flight)
-        cycles += flight + 5
-        straight = sum(got[j] == ids[j] for j in range(P))
-        rev = sum(got[j] == ids[P - 1 - j] for j in range(P))
-        reversed_[tx] = rev > straight
-        getattr(dut, f"{tx}_reverse").value = int(reversed_[tx])
-        for inv in (False, True):
-            words = _pattern(P, U, inv)
-            got = await _send_pattern(dut, tx, rx, words, U, flight)
-            cycles += flight + 5
-            broken |= {k for k in range(P) if got[k] != words[k]}
-        getattr(dut, f"{tx}_override").value = 0
-    # repair map: per group, broken data lanes onto the group's good spares
-    entries = [0] * (N // G * spares)
-    width = 0
-    ok = True
-    for g in range(N // G):
-        bad = [l for l in range(g * G, (g + 1) * G) if l in broken]
-        good_spares = [s for s in range(spares) if N + g * spares + s not in broken]
-        if len(bad) > len(good_spares):
-            ok = False
-            break
-        for l, s in zip(bad, good_spares):
-            entries[g * spares + s] = 1 | ((l - g * G) << 1)
-    if not ok:
-        entries = [0] * len(entries)
-        lower_bad = any(l < N // 2 for l in broken if l < N)
-        upper_bad = any(N // 2 <= l < N for l in broken)
-        width = 1 if not lower_bad else (2 if not upper_bad else 0)
+def _lane_summary(dut, lc):
+    """The lane configuration training chose (read from the RTL) for the report."""
+    G = lc["group"]
     lane_bits = max(1, (G - 1).bit_length())
-    value = 0
-    for k, e in enumerate(entries):
-        value |= e << (k * (1 + lane_bits))
+    out = {}
     for die in "ab":
-        getattr(dut, f"{die}_repair").value = value
-        getattr(dut, f"{die}_width").value = width
-        getattr(dut, f"{die}_hold").value = 0
-    await FallingEdge(dut.clk)
-    summary = {"reversed": reversed_, "broken_slots": sorted(broken),
-               "repaired": [((e >> 1), k) for k, e in enumerate(entries) if e & 1],
-               "width": width, "cycles": cycles + 1}
-    dut._log.info(f"lane test: {summary}")
-    return summary
+        rep = getattr(dut, f"{die}_tx_repair").value.to_unsigned()
+        entries = []
+        for k in range(lc["lanes"] // G * lc["spares"]):
+            e = (rep >> (k * (1 + lane_bits))) & ((1 << (1 + lane_bits)) - 1)
+            if e & 1:
+                g = k // lc["spares"]
+                entries.append([g * G + (e >> 1), lc["lanes"] + k])   # [lane, spare slot]
+        out[die] = {"reversed": int(getattr(dut, f"{die}_tx_reverse").value),
+                    "width": getattr(dut, f"{die}_tx_width").value.to_unsigned(),
+                    "repaired": entries,
+                    "phy_retrains": getattr(dut, f"{die}_phy_retrains").value.to_unsigned(),
+                    "state": getattr(dut, f"{die}_state").value.to_unsigned()}
+    return out
 
 
 @cocotb.test()
@@ -214,11 +151,8 @@ async def transfer(dut):
             (dut.b_s1_o__valid, dut.b_s1_o__ready, dut.b_s1_o__payload)]
     # time 0: drive every input
     dut.rst.value = 1
-    dut.link_up.value = 0
     for die in "ab":
-        for name, v in (("reverse", 0), ("repair", 0), ("width", 0), ("scramble", 0),
-                        ("hold", 1), ("override", 0), ("override_lanes", 0)):
-            getattr(dut, f"{die}_{name}").value = v
+        getattr(dut, f"{die}_start").value = 0
     for v, _, p in ins:
         v.value = 0
         p.value = 0
@@ -242,9 +176,18 @@ async def transfer(dut):
     dut.rst.value = 0
     await FallingEdge(dut.clk)
     lanecfg = dict(slots=cfg["slots"], ui=ui, lanes=lanes, spares=cfg["spares_per_group"],
-                   group=cfg["group_lanes"], flight=int(cfg.get("flight", 4)))
-    repairs = [await lane_test(dut, lanecfg)]
-    dut.link_up.value = 1
+                   group=cfg["group_lanes"])
+    dut.a_start.value = 1
+    dut.b_start.value = 1
+    train_cycles = 0
+    while not (int(dut.a_link_up.value) and int(dut.b_link_up.value)):
+        await FallingEdge(dut.clk)
+        train_cycles += 1
+        if train_cycles > 40000:
+            raise AssertionError(f"seed={seed}: link not trained after {train_cycles} clocks, "
+                                 f"{_lane_summary(dut, lanecfg)}")
+    bringup = _lane_summary(dut, lanecfg)
+    dut._log.info(f"trained in {train_cycles} clocks: {bringup}")
 
     payloads = frame(data, P)
     if raw:
@@ -263,7 +206,6 @@ async def transfer(dut):
     t_start = None
     total = len(payloads)
     ints = [[int.from_bytes(p, "little") for p in q] for q in queues]
-    retrain = False
     clock = [0]
 
     async def count():
@@ -284,14 +226,6 @@ async def transfer(dut):
             ch_ab.config = stuck_cfg
             dut._log.info(f"cycle {clock[0]}: lane {stuck_cfg.stuck_lane} now stuck at "
                           f"{stuck_cfg.stuck_value}")
-        if retrain:
-            retrain = False
-            dut.link_up.value = 0
-            for _ in range(cfg["flit_cycles"] + lanecfg["flight"] + 8):
-                await FallingEdge(dut.clk)
-            repairs.append(await lane_test(dut, lanecfg))
-            dut.link_up.value = 1
-            await FallingEdge(dut.clk)
         for s in range(2):
             v, _, p = ins[s]
             if qi[s] < len(queues[s]):
@@ -307,8 +241,6 @@ async def transfer(dut):
                 outs[s][1].value = 0 if stall[s] else 1
         await ReadOnly()
         cycle = clock[0]
-        if int(dut.a_retrain_req.value) or int(dut.b_retrain_req.value):
-            retrain = True
         for s in range(2):
             v, r, _ = ins[s]
             if qi[s] < len(queues[s]) and int(r.value):
@@ -357,6 +289,7 @@ async def transfer(dut):
         return getattr(dut, f"{die}_{name}").value.to_unsigned()
 
     counters = {f"{d}_{n}": ctr(d, n) for d in "ab" for n in COUNTERS}
+    final_lanes = _lane_summary(dut, lanecfg)
     cycles = (last_release - first_accept + 1) if (first_accept is not None and last_release is not None) else cycle
     payload_bits = 8 * P * sum(len(g) for g in got)
     raw_bits = lanes * ui * max(cycles, 1)
@@ -372,7 +305,13 @@ async def transfer(dut):
     lmin, lavg, lmax = stats(lat)
     fmin, favg, fmax = stats(lat_first)
     pmin, pavg, pmax = stats(lat, flight + ser)
+    rtl_count = dut.lat_count.value.to_unsigned()
+    rtl_latency = {"min": dut.lat_min.value.to_unsigned() if rtl_count else None,
+                   "avg": round(dut.lat_sum.value.to_unsigned() / rtl_count, 3) if rtl_count else None,
+                   "max": dut.lat_max.value.to_unsigned() if rtl_count else None,
+                   "count": rtl_count}
     metrics = {
+        "rtl_latency": rtl_latency,
         "bytes_in": len(data), "bytes_out": len(out),
         "flits": counters["b_rx_data_flits"], "tx_flits": counters["a_tx_flits"],
         "payloads": total, "cycles": cycles, "sim_cycles": cycle,
@@ -381,6 +320,8 @@ async def transfer(dut):
         "crc_errors": counters["a_crc_errors"] + counters["b_crc_errors"],
         "replays": counters["a_replays"] + counters["b_replays"],
         "retrains": counters["a_retrains"] + counters["b_retrains"],
+        "phy_retrains": final_lanes["a"]["phy_retrains"] + final_lanes["b"]["phy_retrains"],
+        "train_cycles": train_cycles,
         "latency_min": lmin, "latency_avg": lavg, "latency_max": lmax,
         "latency_first_min": fmin, "latency_first_avg": favg, "latency_first_max": fmax,
         "pipeline_latency_min": pmin, "pipeline_latency_avg": pavg, "pipeline_latency_max": pmax,
@@ -388,7 +329,7 @@ async def transfer(dut):
         "bit_flips": ch_ab.flipped + ch_ba.flipped, "bursts": ch_ab.bursts + ch_ba.bursts,
         "completed": sum(len(g) for g in got) == total,
         "overflow": int(dut.a_overflow.value) | int(dut.b_overflow.value),
-        "counters": counters, "seed": seed, "lane_repair": repairs,
+        "counters": counters, "seed": seed, "lanes_bringup": bringup, "lanes_final": final_lanes,
         "scoreboard": board_error or _finish(board),
     }
     _write_json(job / "metrics.json", metrics)

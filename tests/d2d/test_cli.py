@@ -87,3 +87,14 @@ def test_raw_mode_with_errors_exits_1_and_keeps_old_output(tmp_path, capsys):
     assert "differ" in err
     assert dst.read_bytes() == b"previous"
     assert (tmp_path / "out.bin.received").exists()
+
+
+def test_run_stage_d2d(tmp_path, capsys):
+    if "verilator" not in available():
+        pytest.skip("verilator not installed")
+    rc = main(["run", "--only", "d2d", "-o", str(tmp_path), "--seed", "3", "--sim", "verilator"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["d2d"]["passed"] and metrics["d2d"]["byte_exact"], metrics["d2d"]
+    assert "D2D link" in (tmp_path / "report.md").read_text()

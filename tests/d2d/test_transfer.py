@@ -38,6 +38,10 @@ def _check(data, out, m, seed, **expect):
     assert out == data, "bytes differ: " + msg
     assert m["overflow"] == 0, msg
     assert m["counters"]["b_refused"] + m["counters"]["a_refused"] >= 0
+    rl = m["rtl_latency"]
+    assert rl["count"] == m["payloads"], msg
+    assert (rl["min"], rl["max"]) == (m["latency_min"], m["latency_max"]), \
+        f"RTL latency counters disagree with the testbench: {rl}: " + msg
     for k, v in expect.items():
         assert v(m[k]), f"{k}={m[k]}: " + msg
     print({k: m[k] for k in ("goodput", "crc_errors", "replays", "retrains", "latency_avg",
@@ -59,6 +63,15 @@ def test_ber_sweep(ber):
         _check(data, out, m, seed)
 
 
+def test_stuck_lane_at_bringup_repaired_by_training():
+    _need("verilator")
+    seed = _seed(19)
+    data = _data(seed, 6000)
+    out, m = transfer(data, stuck_lane=9, stuck_value=1, seed=seed, sim="verilator")
+    _check(data, out, m, seed, crc_errors=lambda n: n == 0)
+    assert [9, 16] in m["lanes_bringup"]["a"]["repaired"], m["lanes_bringup"]
+
+
 def test_burst_errors():
     _need("verilator")
     seed = _seed(12)
@@ -68,15 +81,16 @@ def test_burst_errors():
 
 
 def test_stuck_lane_mid_transfer_retrains_and_repairs():
-    """A lane sticks at 0 mid-transfer: CRC errors -> replays -> escalation -> retrain -> the lane
-    test finds the lane and the repair map moves it to a spare; the transfer completes exactly."""
+    """A lane sticks at 0 mid-transfer: CRC errors -> replays -> retry escalation -> the PHY
+    retrains, its lane test finds the lane and repairs it onto a spare (slot 16, the first spare
+    of the x16 group); the replay buffer resends what was lost and the transfer completes exactly."""
     _need("verilator")
     seed = _seed(13)
     data = _data(seed, 24000)
     out, m = transfer(data, ber=1e-6, stuck_lane=5, stuck_after=300, seed=seed, sim="verilator")
-    _check(data, out, m, seed, retrains=lambda n: n >= 1)
-    assert 5 in m["lane_repair"][-1]["broken_slots"], m["lane_repair"]
-    assert any(lane == 5 for lane, _ in m["lane_repair"][-1]["repaired"]), m["lane_repair"]
+    _check(data, out, m, seed, retrains=lambda n: n >= 1, phy_retrains=lambda n: n >= 1)
+    assert m["lanes_bringup"]["a"]["repaired"] == [], m["lanes_bringup"]
+    assert [5, 16] in m["lanes_final"]["a"]["repaired"], m["lanes_final"]
 
 
 def test_reversed_wiring_and_backpressure():
@@ -85,7 +99,7 @@ def test_reversed_wiring_and_backpressure():
     data = _data(seed, 12000)
     out, m = transfer(data, reverse=True, backpressure=0.5, ber=1e-5, seed=seed, sim="verilator")
     _check(data, out, m, seed)
-    assert m["lane_repair"][0]["reversed"] == {"a": True, "b": True}, m["lane_repair"]
+    assert m["lanes_final"]["a"]["reversed"] and m["lanes_final"]["b"]["reversed"], m["lanes_final"]
     assert m["counters"]["a_credit_stall_cycles"] > 0, "back-pressure never reached the sender"
 
 
