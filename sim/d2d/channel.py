@@ -113,6 +113,7 @@ class Channel:
         self._line = deque([np.zeros((c.lanes, c.ui_per_cycle), np.uint8)] * c.latency)
         self._sb_line = deque([0] * c.latency)
         self._valid_line = deque([0] * c.latency)
+        self._word_line = deque([0] * c.latency)
         self._next_err = self._draw_gap(0)
         self._next_burst = c.burst_every if c.burst_every else None
         self._active = []                 # bursts in progress: [lane, first_ui, last_ui] (lane time)
@@ -177,9 +178,12 @@ class Channel:
     def transmit(self, block):
         """Carry ``block`` (uint8 bits, shape (T, lanes, U)) through T cycles; returns (T, lanes, U).
 
-        Equivalent to T calls of :meth:`step_bits`, vectorised (this is the benchmark path).
+        Equivalent to T calls of :meth:`step_bits`, vectorised (this is the benchmark path). With
+        latency, use either this block path or the per-cycle path (:meth:`step`,
+        :meth:`step_bits`) on one channel, not both.
         """
         c = self.config
+        self._use("block")
         block = np.array(block, dtype=np.uint8, copy=True)
         if block.ndim != 3 or block.shape[1:] != (c.lanes, c.ui_per_cycle):
             raise ValueError(f"block must have shape (T, {c.lanes}, {c.ui_per_cycle}), not {block.shape}")
@@ -193,14 +197,54 @@ class Channel:
         self._line = deque(full[T:])
         return full[:T]
 
-    def step_bits(self, bits):
-        """One cycle: bit array (lanes, U) in, bit array (lanes, U) out."""
-        return self.transmit(np.asarray(bits)[None])[0]
+    def _use(self, mode):
+        if self.config.latency and getattr(self, "_mode", mode) != mode:
+            raise RuntimeError("a channel with latency is used either per cycle (step) or in blocks "
+                               "(transmit), not both")
+        self._mode = mode
+
+    def _needs_bits(self):
+        """Whether this cycle's word must be unpacked (a bit error or burst may touch it)."""
+        c = self.config
+        if c.ui_per_cycle % 8:
+            return True
+        g1 = (self.cycles + 1) * c.lanes * c.ui_per_cycle
+        if self._next_err is not None and self._next_err < g1:
+            return True
+        return bool(self._active) or (self._next_burst is not None and self._next_burst < g1)
 
     def step(self, lanes_word):
-        """One cycle: integer lane word in (from die A's TX), integer lane word out (to die B's RX)."""
+        """One cycle: integer lane word in (from die A's TX), integer lane word out (to die B's RX).
+
+        A cycle that no impairment touches is passed through without unpacking (the cocotb path).
+        """
         c = self.config
-        return bits_to_word(self.step_bits(word_to_bits(lanes_word, c.lanes, c.ui_per_cycle)))
+        self._use("cycle")
+        word = int(lanes_word)
+        if self._needs_bits():
+            bits = word_to_bits(word, c.lanes, c.ui_per_cycle)[None].copy()
+            word = bits_to_word(self._impair(bits)[0])
+        else:                       # stuck lanes and reversal on whole bytes (U is a multiple of 8)
+            U = c.ui_per_cycle
+            for k in (c.stuck_lane if isinstance(c.stuck_lane, tuple) else (c.stuck_lane,)):
+                if k >= 0:
+                    mask = ((1 << U) - 1) << (k * U)
+                    word = (word | mask) if c.stuck_value else (word & ~mask)
+            if c.reverse:
+                nb = c.lanes * U // 8
+                lanes = np.frombuffer(word.to_bytes(nb, "little"), np.uint8).reshape(c.lanes, U // 8)
+                word = int.from_bytes(lanes[::-1].tobytes(), "little")
+        self.cycles += 1
+        self.bits += c.lanes * c.ui_per_cycle
+        if c.latency == 0:
+            return word
+        self._word_line.append(word)
+        return self._word_line.popleft()
+
+    def step_bits(self, bits):
+        """One cycle: bit array (lanes, U) in, bit array (lanes, U) out (per-cycle path)."""
+        c = self.config
+        return word_to_bits(self.step(bits_to_word(bits)), c.lanes, c.ui_per_cycle)
 
     def step_valid(self, valid):
         """One cycle of the (reliable) Valid lane: same latency as the data lanes."""

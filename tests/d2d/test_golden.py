@@ -166,10 +166,12 @@ def test_ber_statistics(ber):
     assert abs(gaps.mean() - 1 / ber) < 5 * sd_mean, f"seed={seed}"
 
 
-def test_ber_same_seed_same_errors_and_step_equals_transmit():
+@pytest.mark.parametrize("extra", [{}, {"stuck_lane": 4, "stuck_value": 1, "reverse": True}])
+def test_ber_same_seed_same_errors_and_step_equals_transmit(extra):
+    """The per-cycle path (with its no-unpack fast path) equals the vectorised block path."""
     seed = _seed(5)
-    a = Channel(lanes=18, ber=1e-3, burst_every=997, burst_len=12, latency=2, seed=seed)
-    b = Channel(lanes=18, ber=1e-3, burst_every=997, burst_len=12, latency=2, seed=seed)
+    a = Channel(lanes=18, ber=1e-3, burst_every=997, burst_len=12, latency=2, seed=seed, **extra)
+    b = Channel(lanes=18, ber=1e-3, burst_every=997, burst_len=12, latency=2, seed=seed, **extra)
     rng = np.random.default_rng(seed)
     block = rng.integers(0, 2, (300, 18, 8), dtype=np.uint8)
     whole = a.transmit(block)
