@@ -35,7 +35,8 @@ Model of one configuration (every step is a numpy expression over a chunk of con
 * Cost per unit: ``cost.total_cost`` (recurring + NRE / volume) with the HBM stacks as bought
   known-good dies (``cost_usd`` and footprint from hbm.toml).
 * Performance: ``perf.py`` on the workload, giving time, throughput (tokens/s, or TOPS for a
-  GEMM), energy and the bound.
+  GEMM), energy, average power and the bound. Static power scales with silicon area from the
+  reference NPU die (``power_static_w`` per mm²), plus each HBM stack's static power.
 * Infeasible configurations are kept with ``feasible = 0`` and a reason bit mask
   (:data:`REASONS`).
 """
@@ -83,7 +84,7 @@ MAX_TASKS = 20_000
 AXES = ("chiplets", "node", "package", "hbm_stacks", "phy", "hbm", "logic_area_mm2")
 COLUMNS = ("config", "chiplets", "node", "package", "hbm_stacks", "phy", "hbm", "logic_area_mm2",
            "die_area_mm2", "feasible", "reason", "cost_usd", "recurring_usd", "throughput",
-           "time_s", "energy_j", "bound", "peak_tops", "hbm_gbs_per_chiplet",
+           "time_s", "energy_j", "avg_power_w", "bound", "peak_tops", "hbm_gbs_per_chiplet",
            "d2d_gbs_per_chiplet")
 _DEFAULT_FIXED = {"volume": 500000.0, "d2d_overhead": 0.10, "d2d_edge_fraction": 0.25,
                   "alpha": None}
@@ -362,6 +363,7 @@ def evaluate_chunk(spec, start, stop, tech=None):
         "throughput": np.broadcast_to(thr, shape).astype(float),
         "time_s": np.broadcast_to(r["time_s"], shape).astype(float),
         "energy_j": np.broadcast_to(r["energy_j"], shape).astype(float),
+        "avg_power_w": np.broadcast_to(r["energy_j"] / r["time_s"], shape).astype(float),
         "bound": np.broadcast_to(r["bound"], shape).astype(np.int8),
         "peak_tops": np.broadcast_to(mc.peak_ops, shape) / 1e12,
         "hbm_gbs_per_chiplet": hbm_bw / 1e9, "d2d_gbs_per_chiplet": d2d_bw / 1e9,
