@@ -366,7 +366,8 @@ def evaluate_chunk(spec, start, stop, tech=None):
         "avg_power_w": np.broadcast_to(r["energy_j"] / r["time_s"], shape).astype(float),
         "bound": np.broadcast_to(r["bound"], shape).astype(np.int8),
         "peak_tops": np.broadcast_to(mc.peak_ops, shape) / 1e12,
-        "hbm_gbs_per_chiplet": hbm_bw / 1e9, "d2d_gbs_per_chiplet": d2d_bw / 1e9,
+        "hbm_gbs_per_chiplet": hbm_bw / 1e9,
+        "d2d_gbs_per_chiplet": np.where(n > 1, d2d_bw, 0.0) / 1e9,   # 0: one die, no D2D
     }
 
 
