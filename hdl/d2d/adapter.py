@@ -8,8 +8,8 @@
 - Streams: two protocol streams (PID 01 and 10 of the golden byte map). A transfer on ``s<k>_i``
   is one flit's payload (``payload_bytes`` of the format). ``s<k>_o`` releases it again as one
   segment (two for ``256lo``: the first 128-byte half as soon as its own CRC passed).
-- Every cycle the link is up the transmitter sends a flit: a replayed or new data flit if one is
-  ready (streams taken round-robin, each only with a credit), else a control flit (PID 00) with
+- Back to back, from ``link_settle`` clocks after ``link_up`` rises, the transmitter sends a
+  flit in every flit slot: a replayed or new data flit if one is ready (streams taken round-robin, each only with a credit), else a control flit (PID 00) with
   the current Ack/Nak and credit returns. 256B data flits also carry the Ack/Nak (DLP ACKNUM);
   68B data flits cannot, so in 68B a control flit is sent whenever the Ack/Nak changed and the
   previous flit was a data flit (the spec's alternation of sequence and Ack/Nak flits, d2d.md §1.5).
@@ -20,9 +20,10 @@
 Latency (TX accept -> RX release): accept at cycle t, first beat on ``tx`` at t+1, flit complete
 after ``F`` beats; the receiver checks a part one cycle after its last beat and the segment is on
 ``s<k>_o`` one cycle later. So release = t + F + 2 + (lane stages + channel), i.e. 2 cycles of
-adapter pipeline beyond serialization for ``256``/``68``; ``256lo`` releases its first half after
-F/2 beats. A stream waits for ``ready`` until the next flit slot (at most F - 1 cycles); that wait
-is before acceptance.
+adapter pipeline beyond serialization for ``256``/``68``, 4 with the PHY's lane TX and RX
+registers (measured end to end in tests/d2d/test_transfer.py); ``256lo`` releases its first half
+after F/2 beats. A stream waits for ``ready`` until the next flit slot (at most F - 1 cycles);
+that wait is before acceptance.
 
 Counters (32-bit, free running): ``tx_flits``, ``tx_data_flits`` (new + replayed),
 ``rx_flits``, ``rx_data_flits`` (accepted in order), ``crc_errors``, ``replays``,
