@@ -186,6 +186,7 @@ def _path_ok(trace):
     (16, 16, False, False, False),
     (16, 16, True, False, True),
     pytest.param(32, 32, True, True, False, marks=pytest.mark.slow),
+    pytest.param(64, 64, False, True, True, marks=pytest.mark.slow),
 ])
 def test_active_clean_and_reversed(lanes, bpc, rev_ab, rev_ba, scrambler):
     seed = _seed(500 + lanes + 2 * rev_ab + rev_ba)
