@@ -14,7 +14,7 @@ from amaranth.hdl import Const, Mux, Signal, Module, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CRC16", "xpow_mod", "crc_matrix_columns"]
+__all__ = ["CRC16", "xpow_mod", "crc_matrix_columns", "gf2_matvec"]
 
 POLY = 0x8005       # x^16 + x^15 + x^2 + 1 without the x^16 term (d2d.md §1.4)
 WIDTH = 16
@@ -58,7 +58,7 @@ def crc_matrix_columns(n_bits):
     return state_cols, data_cols
 
 
-def _apply(vec_bits, cols):
+def gf2_matvec(vec_bits, cols):
     """Emit the XOR network out = sum_k vec_bits[k] * cols[k] (GF(2)), one signal per output bit."""
     out = []
     for i in range(WIDTH):
@@ -142,7 +142,7 @@ class CRC16(wiring.Component):
         s_bits = [prev[k] for k in range(WIDTH)]
         d_bits = [self.data[p] for p in range(n)]
         stepped = Signal(WIDTH)
-        m.d.comb += stepped.eq(_apply(s_bits, state_cols) ^ _apply(d_bits, data_cols))
+        m.d.comb += stepped.eq(gf2_matvec(s_bits, state_cols) ^ gf2_matvec(d_bits, data_cols))
 
         # Zero extension: remaining = beats - (prev_count + 1) beats of zeros, i.e. multiply by
         # x^(n * remaining); binary decomposition of remaining into conditional constant steps.
@@ -153,7 +153,7 @@ class CRC16(wiring.Component):
         while (1 << bit) < beats:
             cols = [xpow_mod(k + n * (1 << bit)) for k in range(WIDTH)]
             sig = Signal(WIDTH, name=f"pad{bit}")
-            mult = _apply([cur[k] for k in range(WIDTH)], cols)
+            mult = gf2_matvec([cur[k] for k in range(WIDTH)], cols)
             m.d.comb += sig.eq(Mux(remaining[bit], mult, cur))
             cur = sig
             bit += 1

@@ -44,7 +44,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .crc import WIDTH as CHECK_BITS, crc_matrix_columns, _apply
+from .crc import WIDTH as CHECK_BITS, crc_matrix_columns, gf2_matvec
 
 __all__ = ["Op", "MESSAGE", "FRAME_CLOCKS", "FRAME_BITS", "GAP_CLOCKS", "SidebandTx", "SidebandRx", "frame_bits", "parse_frames"]
 
@@ -100,7 +100,7 @@ def parse_frames(line):
 def _message_check(bits):
     """Combinational CRC-16 of a 32-bit message (bit 0 sent first), as an Amaranth value."""
     _, data_cols = crc_matrix_columns(MESSAGE_BITS)
-    return _apply([bits[p] for p in range(MESSAGE_BITS)], data_cols)
+    return gf2_matvec([bits[p] for p in range(MESSAGE_BITS)], data_cols)
 
 
 class SidebandTx(wiring.Component):

@@ -17,6 +17,9 @@ CRC-16 (d2d.md §1.4, [V] S1 p.73)
   coefficient; ``crc = M(x) * x^16 mod G(x)``; C[i] is the coefficient of x^i.
 - Output mapping: CRC byte 0 = C[7:0] (C[7] is its bit 7), CRC byte 1 = C[15:8] (C[15] is its
   bit 7), so on the link the CRC is little-endian. CRC byte 0 is at the lower flit address.
+- Cross-check: ``crc16(b"123456789") == 0xBCDD``, the bit-reversal of the published CRC-16/ARC check
+  value 0xBB3D (same polynomial and input bit order; ARC also reflects its output, we do not).
+  Until a spec example is available this is our documented reading, not a verified spec vector.
 
 Flit byte maps (OURS; the spec's Figures 3-16..3-22 were not retrieved, d2d.md "Open items")
 ==========================================================================================
