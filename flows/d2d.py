@@ -187,7 +187,7 @@ def _configure_transfer(p):
                    help="with --stuck-lane: the lane breaks at data cycle N (mid-transfer)")
     p.add_argument("--reverse", action="store_true", help="reversed lane wiring")
     p.add_argument("--backpressure", type=float_range(0.0, 0.9), default=0.0,
-                   help="probability that die B's consumer stalls in a cycle")
+                   help="probability that die B's consumer stalls for a 128-cycle window")
     _lanes_arg(p)
     _flit_arg(p)
     add_sim_args(p)
@@ -301,8 +301,9 @@ def bench(*, size=65536, lanes=16, sim=None, seed=1, bers=BER_SWEEP, fault_mb=0.
         big = bytes(rng.randrange(256) for _ in range(int(fault_mb * (1 << 20))))
         one("fault", "256", 1e-5, data=big)
         one("fault", "256", 0.0, data=big, burst_every=100_000, burst_len=16)
-        one("fault", "256", 0.0, data=big, stuck_lane=3)
-        one("fault", "256", 0.0, data=big, backpressure=0.3)
+        one("fault", "256", 1e-6, data=big, stuck_lane=3, stuck_after=5000)
+        one("fault", "256", 1e-5, data=big, backpressure=0.3)
+        one("fault", "256", 1e-5, data=big, reverse=True)
     return rows
 
 
@@ -311,8 +312,9 @@ def _configure_bench(p):
     p.add_argument("--bytes", type=int_range(lo=1024, hi=64 << 20), default=65536,
                    help="bytes per format / BER case (default 64 KiB)")
     p.add_argument("--fault-mb", type=float_range(0.0, 64.0), default=0.0,
-                   help="also run the fault cases (BER 1e-5, bursts, stuck lane, back-pressure) "
-                        "with this many MiB each (the >= 1 MB target uses 1)")
+                   help="also run the fault cases (BER 1e-5, bursts, a lane sticking "
+                        "mid-transfer, back-pressure, reversed wiring) with this many MiB each "
+                        "(the >= 1 MB target uses 1)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None)
     p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=1)
     _lanes_arg(p)
@@ -322,7 +324,7 @@ def _configure_bench(p):
 def _bench(args):
     from .cli import emit_json, progress, say
     from .step import Step, write_json
-    n = len(FLITS) + sum(1 for b in BER_SWEEP if b) + (4 if args.fault_mb else 0)
+    n = len(FLITS) + sum(1 for b in BER_SWEEP if b) + (5 if args.fault_mb else 0)
     with Step(f"d2d_x{args.lanes}", "bench") as step, progress("d2d bench", total=n) as advance:
         rows = bench(size=args.bytes, lanes=args.lanes, sim=args.sim, seed=args.seed,
                      fault_mb=args.fault_mb, progress=advance)
