@@ -252,6 +252,8 @@ async def run_job(dut):
         "read_latency_avg": float(np.mean(lats)) if lats else None,
         "read_latency_p99": float(np.percentile(lats, 99)) if lats else None,
         "read_latency_min": int(lats[0]) if lats else None,
+        "read_latency_max": int(lats[-1]) if lats else None,
+        "read_latency_p50": float(np.percentile(lats, 50)) if lats else None,
         "reads": len(lats),
         "row_hits": sum(p["row_hits"] for p in per_channel),
         "row_misses": sum(p["row_misses"] for p in per_channel),
