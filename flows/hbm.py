@@ -19,11 +19,12 @@ import numpy as np
 from ..hdl.common.params import ConfigError, check_choice, check_int
 from ..hdl.hbm.controller import ControllerConfig
 from ..hdl.hbm.timing import PRESETS, resolve
+from ..sim.hbm import traffic
 
 __all__ = ["register", "make_config", "gen_verilog", "simulate", "make_requests", "PATTERNS",
            "read_trace", "summarize"]
 
-PATTERNS = ("stream", "random", "rw21", "interleaved4")
+PATTERNS = traffic.PATTERNS          # stream, random, rw21, interleaved4
 PAGES = ("open", "closed", "adaptive")
 REQUEST_BYTES = 64
 
@@ -69,12 +70,9 @@ def gen_verilog(config, out_dir):
 def make_requests(pattern, n, config, *, seed=1, beats=2, write_fraction=None):
     """``(n, 4)`` int64 requests (addr, is_write, beats, issue_cycle) for a named pattern.
 
-    - ``stream``: sequential 64 B reads from address 0.
-    - ``random``: uniformly random 64 B-aligned reads over the whole capacity of the channels.
-    - ``rw21``: the stream with every third request a write (2 reads : 1 write).
-    - ``interleaved4``: four sequential streams in four rows of ONE bank, interleaved request by
-      request (hbm.md "4 streams colliding in one bank").
-    - ``mixed``: random reads and writes (``write_fraction``, default 0.5) over a small address
+    ``stream``, ``random``, ``rw21``, ``interleaved4`` come from ``sim/hbm/traffic.py``
+    (``generate``) over the capacity of all channels.
+    ``mixed``: random reads and writes (``write_fraction``, default 0.5) over a small address
       window so that reads revisit written data (data-integrity tests).
     """
     t = config.timing
@@ -84,20 +82,12 @@ def make_requests(pattern, n, config, *, seed=1, beats=2, write_fraction=None):
     capacity = t.capacity_bytes * config.channels
     out = np.zeros((n, 4), dtype=np.int64)
     out[:, 2] = beats
-    if pattern == "stream":
-        out[:, 0] = np.arange(n, dtype=np.int64) * size % capacity
-    elif pattern == "random":
-        out[:, 0] = rng.integers(0, capacity // size, n, dtype=np.int64) * size
-    elif pattern == "rw21":
-        out[:, 0] = np.arange(n, dtype=np.int64) * size % capacity
-        out[2::3, 1] = 1
-    elif pattern == "interleaved4":
-        per_row = t.columns * t.bytes_per_burst // size
-        for k in range(n):
-            s, j = k % 4, k // 4
-            row = (s * 1024 + j // per_row) % t.rows
-            col = (j % per_row) * beats
-            out[k, 0] = amap.encode_int(row=row, column=col)
+    if pattern in PATTERNS:
+        if beats != 2:
+            raise ConfigError("beats", "the standard patterns move 64 B (2-beat) requests")
+        tr = traffic.generate(pattern, n, seed=seed, capacity=capacity)
+        out[:, 0] = tr.addr.astype(np.int64)
+        out[:, 1] = tr.write
     elif pattern == "mixed":
         wf = 0.5 if write_fraction is None else write_fraction
         window = max(64, n // 2)
@@ -111,42 +101,18 @@ def make_requests(pattern, n, config, *, seed=1, beats=2, write_fraction=None):
 
 
 def read_trace(path, config):
-    """Read a DRAMsim3 trace (``<hex address> <READ|WRITE> <cycle>`` per line, 64 B requests).
-
-    Raises :class:`ConfigError` naming the file and line for a malformed line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("--trace", f"no such file: {path}")
-    rows = []
+    """Requests of a DRAMsim3 trace (``sim/hbm/traffic.py`` ``read_trace``: bad lines raise
+    :class:`ConfigError` naming ``<file>:<line>``); addresses wrap into the channels' capacity."""
     capacity = config.timing.capacity_bytes * config.channels
-    with open(path) as f:
-        for ln, line in enumerate(f, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            parts = text.split()
-            where = f"{path}:{ln}"
-            if len(parts) != 3:
-                raise ConfigError("--trace", f"{where}: expected '<hex address> <READ|WRITE> <cycle>', got {text!r}")
-            a, op, cyc = parts
-            try:
-                addr = int(a, 16)
-            except ValueError:
-                raise ConfigError("--trace", f"{where}: bad hex address {a!r}") from None
-            if op.upper() not in ("READ", "WRITE"):
-                raise ConfigError("--trace", f"{where}: operation must be READ or WRITE, not {op!r}")
-            try:
-                c = int(cyc)
-            except ValueError:
-                raise ConfigError("--trace", f"{where}: bad cycle {cyc!r}") from None
-            if c < 0:
-                raise ConfigError("--trace", f"{where}: cycle must be >= 0, not {c}")
-            rows.append((addr % capacity // REQUEST_BYTES * REQUEST_BYTES,
-                         1 if op.upper() == "WRITE" else 0, 2, c))
-    if not rows:
+    tr = traffic.read_trace(path)
+    if len(tr) == 0:
         raise ConfigError("--trace", f"{path}: no requests")
-    return np.array(rows, dtype=np.int64)
+    out = np.zeros((len(tr), 4), dtype=np.int64)
+    out[:, 0] = (tr.addr % np.uint64(capacity)).astype(np.int64)
+    out[:, 1] = tr.write
+    out[:, 2] = 2
+    out[:, 3] = tr.cycle.astype(np.int64)
+    return out
 
 
 # ---- simulation ------------------------------------------------------------------------------

@@ -36,22 +36,22 @@ def test_bad_page_and_override_exit_2(capsys):
     assert "tFOO" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("line,needle", [("zzz READ 1", "bad hex address"),
-                                         ("0x100 FETCH 1", "READ or WRITE"),
-                                         ("0x100 READ", "expected"),
+@pytest.mark.parametrize("line,needle", [("zzz READ 1", "address"),
+                                         ("0x100 FETCH 1", "READ"),
+                                         ("0x100 READ", "3 fields"),
                                          ("0x100 READ -4", "cycle")])
 def test_bad_trace_line_exit_2_names_line(tmp_path, capsys, line, needle):
     tr = tmp_path / "t.trace"
     tr.write_text("0x1AA9E6600 READ 0\n# comment\n" + line + "\n")
     assert main(["hbm", "bench", "--preset", "hbm2", "--trace", str(tr)]) == 2
     err = capsys.readouterr().err
-    assert f"{tr}:3" in err and needle in err, err
+    assert "t.trace:3" in err and needle in err, err
     assert "Traceback" not in err
 
 
 def test_missing_trace_exit_2(tmp_path, capsys):
     assert main(["hbm", "bench", "--preset", "hbm2", "--trace", str(tmp_path / "nope")]) == 2
-    assert "--trace" in capsys.readouterr().err
+    assert "nope" in capsys.readouterr().err
 
 
 def test_gen_writes_verilog(tmp_path, capsys):
