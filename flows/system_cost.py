@@ -14,6 +14,7 @@
   vectorised cost + NRE + GEMM-performance evaluation on one core; a table and a JSON file.
 """
 
+import math
 import os
 import time
 from pathlib import Path
@@ -118,6 +119,9 @@ def cost_report(node, logic_area, chiplets, package, d2d_overhead=0.10, alpha=No
     r = cost.total_cost(n.nm, logic_area, chiplets, package, volume=volume,
                         family_volume=family_volume, d2d_overhead=d2d_overhead, alpha=alpha, tech=tech)
     f = {k: float(v) for k, v in r.items()}
+    if not all(map(math.isfinite, f.values())):
+        raise ConfigError("logic_area_mm2", f"{package} package of {f['limit_area_mm2']:.0f} mm2 "
+                          "does not fit on a wafer (fewer than one interposer per wafer)")
     return {
         "inputs": {"node_nm": n.nm, "logic_area_mm2": logic_area, "chiplets": chiplets,
                    "package": package, "assembly": pk.assembly, "d2d_overhead": d2d_overhead,

@@ -272,8 +272,11 @@ def _assemble(P, tech, sum_area, max_area, n_dies, chips_raw, chips_defect, bump
     si_unit = np.where(is_ip, ip_area, np.where(is_br, P["bridge_area"], 1.0))
     si_unit = np.maximum(si_unit, 1e-9)
     y_unit = die_yield(si_unit, P["ip_d0"], P["ip_alpha"])
-    c_unit = P["ip_wafer"] / _dpw(tech, si_unit) + si_unit * P["ip_bump"]
-    c_ip = np.where(is_ip, c_unit, np.where(is_br, n_br * c_unit, 0.0))
+    # An interposer larger than the wafer gives N <= 0 (CA's formula goes negative): cost inf.
+    n_si = _dpw(tech, si_unit)
+    c_unit = np.where(n_si > 0, P["ip_wafer"] / np.where(n_si > 0, n_si, 1.0), np.inf) \
+        + si_unit * P["ip_bump"]
+    c_ip = np.where(is_ip, c_unit, n_br * np.where(is_br, c_unit, 0.0))
     y1 = np.where(is_ip, y_unit, np.where(is_br, y_unit ** n_br, 1.0))
     bridges_area = n_br * P["bridge_area"]
 
@@ -363,7 +366,7 @@ def recurring_cost(node, logic_area_mm2, n_chiplets, package, d2d_overhead=0.10,
                   chips_defect=nf * d["defect_cost_per_die"],
                   bump_area=nf * die_area)
     r.update(d)
-    r["die_area_mm2"] = die_area + 0.0 * r["total_recurring_cost"]
+    r["die_area_mm2"] = die_area * np.ones_like(r["total_recurring_cost"])
     return r
 
 

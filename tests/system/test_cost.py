@@ -176,6 +176,14 @@ def test_over_limit_flag():
     assert list(r["over_limit"]) == [False, True]
 
 
+def test_interposer_larger_than_wafer_costs_inf_not_negative():
+    # 72,600 mm^2 of interposer: CA's dies-per-wafer formula goes negative; cost must not
+    r = cost.recurring_cost(7, np.array([800.0, 60000.0]), np.array([4, 100]), "interposer")
+    assert float(cost.dies_per_wafer(1.1 * 66000)) < 0
+    assert np.isfinite(r["total_recurring_cost"][0]) and r["total_recurring_cost"][1] == np.inf
+    assert list(r["over_limit"]) == [False, True]
+
+
 @pytest.mark.parametrize("kw,field", [
     (dict(node=4), "node"), (dict(node="3nm", package="ceramic"), "package"),
     (dict(logic_area_mm2=-1), "logic_area_mm2"), (dict(n_chiplets=0), "n_chiplets"),

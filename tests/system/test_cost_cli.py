@@ -64,6 +64,7 @@ def test_cost_packages(capsys, pkg):
     (["--d2d-overhead", "-1"], "--d2d-overhead"),
     (["--volume", "0.5"], "--volume"),
     (["--volume", "10", "--family-volume", "5"], "--family-volume"),
+    (["--logic-area", "60000", "--chiplets", "100", "--package", "interposer"], "--logic-area"),
 ])
 def test_cost_bad_input_exit_2(capsys, argv, option):
     base = {"--node": "5", "--logic-area": "800", "--chiplets": "4", "--package": "organic"}
