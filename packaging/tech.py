@@ -271,7 +271,7 @@ def _node_key(nm):
 
 
 def _lookup(table, name, field, what):
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise ConfigError(field, f"unknown {what} {name!r}; known: {', '.join(table)}")
     return table[name]
 

@@ -27,7 +27,8 @@ def test_embedded_data():
 
 @pytest.mark.parametrize("what,name,field", [
     ("node", "4nm", "node"), ("node", 6, "node"), ("package", "ceramic", "package"),
-    ("phy", "serdes", "phy"), ("hbm", "hbm5", "hbm")])
+    ("phy", "serdes", "phy"), ("hbm", "hbm5", "hbm"),
+    ("package", ["interposer"], "package"), ("phy", {"a": 1}, "phy"), ("hbm", 3, "hbm")])
 def test_unknown_names(what, name, field):
     with pytest.raises(ConfigError) as e:
         getattr(TECH, what)(name)

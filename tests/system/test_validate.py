@@ -88,6 +88,8 @@ def test_gated_miss_fails(tmp_path):
     ('published_tag = "recall"', 'published_tag = "rumour"', "systems.b200.compute.published_tag"),
     ('name = "AMD MI300X"', 'name = "AMD MI300X"\ncolour = "red"', "systems.mi300x.colour"),
     ('[["GH100", 814.0, 1, "page"]]', '[["GH100", -814.0, 1, "page"]]', "systems.h100.dies[0].area_mm2"),
+    ('package = "interposer"\ndies = [["GH100"', 'package = ["interposer"]\ndies = [["GH100"',
+     "systems.h100.package"),
 ])
 def test_bad_config_names_field(tmp_path, old, new, field):
     text = (DATA_DIR / "validation.toml").read_text()
