@@ -53,32 +53,47 @@ def read_command_log(path):
         f = open(path, newline="", encoding="utf-8")
     except OSError as e:
         raise ConfigError("command_log", f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        with f:
+            return _parse(csv.reader(f), name)
+    except UnicodeDecodeError as e:
+        raise ConfigError("command_log", f"{path} is not a text CSV ({e.reason})") from None
+    except csv.Error as e:
+        raise ConfigError("command_log", f"{path} is not a valid CSV ({e})") from None
+
+
+def _parse(rows, name):
+    """Rows of a csv.reader -> command tuples; cycles must not decrease per pseudo-channel."""
     out = []
-    with f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if header is None or tuple(header) != CSV_HEADER:
-            raise ConfigError(f"{name}:1", f"header must be {','.join(CSV_HEADER)}")
-        for lineno, row in enumerate(rows, 2):
-            if len(row) != len(CSV_HEADER):
-                raise ConfigError(f"{name}:{lineno}", f"expected {len(CSV_HEADER)} fields, found {len(row)}")
-            rec = dict(zip(CSV_HEADER, row))
-            cmd = rec.pop("command")
-            if cmd not in COMMANDS:
-                raise ConfigError(f"{name}:{lineno}", f"command {cmd!r} is not one of {', '.join(COMMANDS)}")
-            vals = {}
-            for k, v in rec.items():
-                if v == "":
-                    vals[k] = None
-                elif v.isdigit():
-                    vals[k] = int(v)
-                else:
-                    raise ConfigError(f"{name}:{lineno}", f"{k} {v!r} is not a non-negative integer")
-            for k in ("cycle", "channel", "pseudo_channel") + _NEEDS[cmd]:
-                if vals[k] is None:
-                    raise ConfigError(f"{name}:{lineno}", f"{k} is empty but {cmd} needs it")
-            out.append((vals["cycle"], vals["channel"], vals["pseudo_channel"], vals["sid"],
-                        vals["bank_group"], vals["bank"], cmd, vals["row"], vals["column"]))
+    last = {}                                    # (channel, pseudo_channel) -> last cycle
+    header = next(rows, None)
+    if header is None or tuple(header) != CSV_HEADER:
+        raise ConfigError(f"{name}:1", f"header must be {','.join(CSV_HEADER)}")
+    for lineno, row in enumerate(rows, 2):
+        if len(row) != len(CSV_HEADER):
+            raise ConfigError(f"{name}:{lineno}", f"expected {len(CSV_HEADER)} fields, found {len(row)}")
+        rec = dict(zip(CSV_HEADER, row))
+        cmd = rec.pop("command")
+        if cmd not in COMMANDS:
+            raise ConfigError(f"{name}:{lineno}", f"command {cmd!r} is not one of {', '.join(COMMANDS)}")
+        vals = {}
+        for k, v in rec.items():
+            if v == "":
+                vals[k] = None
+            elif v.isascii() and v.isdigit():       # '²'.isdigit() is True
+                vals[k] = int(v)
+            else:
+                raise ConfigError(f"{name}:{lineno}", f"{k} {v!r} is not a non-negative integer")
+        for k in ("cycle", "channel", "pseudo_channel") + _NEEDS[cmd]:
+            if vals[k] is None:
+                raise ConfigError(f"{name}:{lineno}", f"{k} is empty but {cmd} needs it")
+        where = (vals["channel"], vals["pseudo_channel"])
+        if vals["cycle"] < last.get(where, 0):
+            raise ConfigError(f"{name}:{lineno}", f"cycle {vals['cycle']} is earlier than the previous "
+                              f"command's {last[where]} on channel {where[0]} pseudo-channel {where[1]}")
+        last[where] = vals["cycle"]
+        out.append((vals["cycle"], vals["channel"], vals["pseudo_channel"], vals["sid"],
+                    vals["bank_group"], vals["bank"], cmd, vals["row"], vals["column"]))
     return out
 
 

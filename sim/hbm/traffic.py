@@ -177,7 +177,7 @@ def read_trace(path, *, capacity=None):
                 opu = op.upper()
                 if opu not in ("READ", "WRITE"):
                     raise ConfigError(where, f"field 2 (command) {op!r} is not READ or WRITE")
-                if not c.isdigit():
+                if not (c.isascii() and c.isdigit()):     # '²'.isdigit() is True
                     raise ConfigError(where, f"field 3 (cycle) {c!r} is not a non-negative decimal integer")
                 cyc = int(c)
                 if cyc < last:

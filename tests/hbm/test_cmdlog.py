@@ -40,6 +40,10 @@ def test_replay_finds_a_violation(tmp_path):
     (",".join(CSV_HEADER) + "\n0,0,0,0,0,0,ACT,,\n", "log.csv:2", "row is empty"),
     (",".join(CSV_HEADER) + "\nx,0,0,0,0,0,ACT,1,\n", "log.csv:2", "cycle 'x'"),
     (",".join(CSV_HEADER) + "\n0,0,0,0,0,0,ACT,1\n", "log.csv:2", "9 fields"),
+    (",".join(CSV_HEADER) + "\n\u00b2,0,0,0,0,0,ACT,1,\n", "log.csv:2", "cycle '\u00b2'"),
+    (",".join(CSV_HEADER) + "\n9,0,0,0,0,0,ACT,1,\n9,0,1,0,0,0,ACT,1,\n4,0,0,0,0,1,ACT,1,\n",
+     "log.csv:4", "earlier than"),
+    (",".join(CSV_HEADER) + "\n0,0,0,0,0,\x000,ACT,1,\n", "log.csv:2", "bank '\\x000'"),
 ])
 def test_bad_logs_name_line_and_field(tmp_path, text, field, what):
     p = tmp_path / "log.csv"
@@ -53,3 +57,11 @@ def test_missing_log(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_command_log(tmp_path / "none.csv")
     assert info.value.field == "command_log"
+
+
+def test_binary_log(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(ConfigError) as info:
+        read_command_log(p)
+    assert info.value.field == "command_log" and "not a text CSV" in str(info.value)

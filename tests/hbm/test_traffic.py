@@ -97,6 +97,7 @@ def test_read_dramsim3_example(tmp_path):
     ("0x100 FETCH 0", "field 2 (command)"),
     ("0x100 READ -4", "field 3 (cycle)"),
     ("0x100 READ 1.5", "field 3 (cycle)"),
+    ("0x100 READ \u00b2", "field 3 (cycle)"),      # '\u00b2'.isdigit() but int() rejects it
     ("0x100 READ", "3 fields"),
     ("0x100 READ 0 extra", "3 fields"),
     ("0x100 READ 2", "earlier than"),           # after a line with cycle 5
