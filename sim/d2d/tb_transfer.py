@@ -203,7 +203,6 @@ async def transfer(dut):
     released = [0, 0]
     first_accept = last_release = None
     cycle = 0
-    t_start = None
     total = len(payloads)
     ints = [[int.from_bytes(p, "little") for p in q] for q in queues]
     clock = [0]
