@@ -204,6 +204,7 @@ def test_rtl_matches_golden(bpc, nwin):
     comb, reg = run_crc_rtl(bpc, windows, rng)
     want = [golden.crc16_window(w) for w in windows]
     assert len(reg) == len(want), f"seed={seed}: {len(reg)} done strobes for {len(want)} windows"
+    assert len(comb) == len(want), f"seed={seed}: {len(comb)} last beats for {len(want)} windows"
     for i, (w, c, r) in enumerate(zip(want, comb, reg)):
         assert c == w and r == w, (f"seed={seed} bpc={bpc} window {i} len {len(windows[i])}: "
                                    f"golden {w:04x} comb {c:04x} reg {r:04x}")
@@ -222,6 +223,7 @@ def test_rtl_sampled_error_detection():
         clean.append(msg.tobytes())
         bad.append(e.tobytes())
     _, reg = run_crc_rtl(16, bad, rng)
+    assert len(reg) == len(bad), f"seed={seed}: {len(reg)} done strobes for {len(bad)} windows"
     for i, (c, r) in enumerate(zip(clean, reg)):
         assert r == golden.crc16_window(bad[i]), f"seed={seed} window {i}: RTL != golden"
         assert r != golden.crc16_window(c), f"seed={seed} window {i}: error not detected"
