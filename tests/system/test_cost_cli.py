@@ -94,4 +94,5 @@ def test_bench_cost(capsys, tmp_path):
     d = json.loads(out_json.read_text())
     print(f"bench cost: {d['configs_per_s']:,.0f} configurations/s ({d['evaluation']})")
     assert d["configs_per_s"] >= 10_000
+    assert d["includes_perf"], "packaging.perf is in the repo: the bench must time it too"
     assert "configurations/s" in out
