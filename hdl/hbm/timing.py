@@ -304,6 +304,8 @@ def _override_cycles(name, value, tck_ns):
         if not m:
             raise ConfigError(name, f"must be a cycle count or a quantity like '15ns' or '24ck', not {value!r}")
         number, unit = float(m.group(1)), (m.group(2) or "ck").lower()
+        if not math.isfinite(number):
+            raise ConfigError(name, f"must be a finite quantity, not {value!r}")
         if unit == "ns":
             return ns_to_cycles(number, tck_ns)
         if number != int(number):

@@ -108,6 +108,8 @@ def test_overrides_cycles_and_quantities():
     ({"tRP": 2.5}, "tRP"),
     ({"tRP": "fast"}, "tRP"),
     ({"tRP": "2.5ck"}, "tRP"),
+    ({"tRP": "1e400ns"}, "tRP"),                # float('inf') would crash math.ceil / int()
+    ({"tRP": "1e400ck"}, "tRP"),
     ({"tRP": True}, "tRP"),
     ({"BL": 0}, "BL"),
     ({"tRC": 10}, "tRC"),
