@@ -1,0 +1,377 @@
+"""NPU commands: ``gen npu``, ``npu gemm``, ``synth npu``, ``bench npu`` and the ``run`` stage.
+
+- ``diestack gen npu --rows R --cols C [--dataflow ws|os|both] -o DIR``: ``npu_top.v`` and
+  ``npu_top.json`` (the interface, ``component.metadata.as_json()``).
+- ``diestack npu gemm --a A.npy --b B.npy [--d D.npy] --out C.npy --rows R --cols C
+  --dataflow ws|os [--requant SCALE,SHIFT] [--relu] [--sim verilator|icarus] [--json]``: runs
+  the hardware-tiled GEMM command on the RTL in simulation, checks the result against numpy
+  (exit 1 on a mismatch) and writes C (int32, or int8 with --requant) atomically.
+- ``diestack synth npu --rows R --cols C [--target generic|ecp5] [--json]``: one flow step per
+  target under ``build/npu_RxC/``.
+- ``diestack bench npu``: RTL cycles against the ideal and the SCALE-Sim model (npu.md), and the
+  simulators' speed; a table on stdout (or ``--json``), progress on stderr.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..hdl.common.params import ConfigError
+from .cli import (CheckFailed, UsageError, add_json_arg, add_sim_args, emit_json, progress, say,
+                  int_range)
+from .step import Step, build_root, write_json
+
+__all__ = ["register", "scalesim_cycles", "ideal_cycles"]
+
+BENCH_SIZES = ((64, 64, 64), (128, 256, 512), (256, 256, 256))
+BENCH_ARRAYS = ((8, 8), (16, 16))
+
+
+def _cfg(args, dataflow=None, **kw):
+    from ..hdl.npu.config import NPUConfig
+    return NPUConfig(rows=args.rows, cols=args.cols,
+                     dataflow=dataflow or getattr(args, "dataflow", None) or "both", **kw)
+
+
+def _array_args(p, dataflow=True):
+    p.add_argument("--rows", type=int, required=True, help="array rows R (2..64)")
+    p.add_argument("--cols", type=int, required=True, help="array columns C (2..64)")
+    if dataflow:
+        p.add_argument("--dataflow", default="both",
+                       help="synthesized dataflows: ws, os or both (default both)")
+
+
+# ---------------------------------------------------------------- gen ----------------------------
+
+def _gen_configure(p):
+    _array_args(p)
+    p.add_argument("-o", "--out", required=True, help="output folder")
+
+
+def _atomic_write(path, text):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _gen(args):
+    from ..hdl.common.verilog import interface_json, to_verilog
+    from ..hdl.npu.top import NPUTop
+    cfg = _cfg(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o/--out: {out} exists and is not a folder")
+    top = NPUTop(cfg)
+    text = to_verilog(top, "npu_top")
+    iface = interface_json(top)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "npu_top.v", text)
+    _atomic_write(out / "npu_top.json", iface)
+    say(f"wrote {out / 'npu_top.v'} ({len(text.splitlines())} lines) and {out / 'npu_top.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------- gemm ---------------------------
+
+def _gemm_configure(p):
+    p.add_argument("--a", required=True, help="A: int8 M x K (.npy)")
+    p.add_argument("--b", required=True, help="B: int8 K x N (.npy)")
+    p.add_argument("--d", default=None, help="D: int32 M x N (.npy), added to A.B")
+    p.add_argument("--out", required=True, help="C output (.npy): int32, or int8 with --requant")
+    _array_args(p, dataflow=False)
+    p.add_argument("--dataflow", required=True, help="ws or os")
+    p.add_argument("--requant", default=None, metavar="SCALE,SHIFT",
+                   help="requantize to int8: round(x*SCALE / 2**SHIFT), saturate (rule in "
+                        "hdl/npu/requant.py)")
+    p.add_argument("--relu", action="store_true", help="ReLU on the int8 output (needs --requant)")
+    p.add_argument("--backpressure", type=float, default=0.0,
+                   help="random AXI pause probability in the memory model (0..0.9)")
+    add_sim_args(p)
+    add_json_arg(p)
+
+
+def _load(path, option, dtype, ndim=2):
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{option}: no such file: {path}")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as e:   # not a .npy, pickled objects, truncated
+        raise UsageError(f"{option}: cannot read {path} as .npy: {e}") from None
+    if arr.dtype != np.dtype(dtype):
+        raise UsageError(f"{option}: dtype must be {np.dtype(dtype).name}, not {arr.dtype}")
+    if arr.ndim != ndim:
+        raise UsageError(f"{option}: must be a {ndim}-D matrix, not shape {arr.shape}")
+    if 0 in arr.shape or max(arr.shape) > 65535:
+        raise UsageError(f"{option}: every dimension must be 1..65535, not {arr.shape}")
+    return arr
+
+
+def _parse_requant(text):
+    try:
+        scale, shift = (int(x, 0) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--requant: expected SCALE,SHIFT (two integers), not {text!r}") from None
+    if not -(1 << 31) <= scale < (1 << 31):
+        raise UsageError(f"--requant: SCALE must be a signed 32-bit integer, not {scale}")
+    if not 0 <= shift <= 63:
+        raise UsageError(f"--requant: SHIFT must be 0..63, not {shift}")
+    return scale, shift
+
+
+def _gemm(args):
+    from ..sim.npu.harness import Gemm, check, run_gemms
+    from ..sim import runner
+    if args.dataflow not in ("ws", "os"):
+        raise UsageError(f"--dataflow: must be ws or os, not {args.dataflow!r}")
+    cfg = _cfg(args, dataflow="both")
+    a = _load(args.a, "--a", np.int8)
+    b = _load(args.b, "--b", np.int8)
+    if a.shape[1] != b.shape[0]:
+        raise UsageError(f"--b: B has {b.shape[0]} rows but A has {a.shape[1]} columns "
+                         f"(A {a.shape}, B {b.shape})")
+    d = None
+    if args.d is not None:
+        d = _load(args.d, "--d", np.int32)
+        if d.shape != (a.shape[0], b.shape[1]):
+            raise UsageError(f"--d: shape must be {(a.shape[0], b.shape[1])}, not {d.shape}")
+    requant = _parse_requant(args.requant) if args.requant else None
+    if args.relu and requant is None:
+        raise UsageError("--relu: needs --requant (ReLU is applied to the int8 output)")
+    if not 0 <= args.backpressure <= 0.9:
+        raise UsageError(f"--backpressure: must be in 0..0.9, not {args.backpressure}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out: {out} is a folder")
+    if not out.parent.exists():
+        raise UsageError(f"--out: folder {out.parent} does not exist")
+    sim = runner.resolve(args.sim)
+    seed = args.seed if args.seed is not None else 1
+    say(f"npu gemm: {a.shape[0]}x{b.shape[1]}x{a.shape[1]} on {cfg.rows}x{cfg.cols} "
+        f"{args.dataflow.upper()}, {sim} (the first build of a design takes a minute)")
+    g = Gemm(a, b, d, dataflow=args.dataflow, requant=requant, relu=args.relu)
+    res = run_gemms(cfg, [g], sim=sim, seed=seed, backpressure=args.backpressure,
+                    waves=args.waves or None)[0]
+    problems = check(res)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, res.c)
+    os.replace(tmp, out)
+    m = dict(res.metrics)
+    m["match"] = not problems
+    m["out"] = str(out)
+    if args.json:
+        emit_json(m)
+    else:
+        say(f"cycles {m['cycles']}, compute span {m['compute_cycles']}, MACs {m['macs']}, "
+            f"utilization {m['utilization']:.3f}; wrote {out}")
+    if problems:
+        raise CheckFailed("RTL result differs from numpy: " + "; ".join(problems))
+    return 0
+
+
+# ---------------------------------------------------------------- synth --------------------------
+
+def _synth_configure(p):
+    _array_args(p)
+    p.add_argument("--target", choices=("generic", "ecp5"), default="generic",
+                   help="generic gates (yosys) or ECP5-85k (yosys + nextpnr)")
+    p.add_argument("--freq", type=float, default=150.0, help="nextpnr target MHz (ecp5)")
+    add_json_arg(p)
+
+
+def synth_npu(cfg, target, freq=150.0):
+    from ..hdl.npu.top import NPUTop
+    from ..hdl.common.verilog import to_verilog
+    from .synth import synthesize
+    design = f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
+    with Step(design, f"synth_{target}") as step:
+        v = step.path("top.v")
+        v.write_text(to_verilog(NPUTop(cfg), "npu_top"))
+        m = synthesize(v, "npu_top", target, step, freq_mhz=freq)
+        m.update(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow)
+    return dict(m), step.dir
+
+
+def _synth(args):
+    cfg = _cfg(args)
+    say(f"synth npu {cfg.rows}x{cfg.cols} ({cfg.dataflow}) for {args.target}: this takes minutes")
+    m, d = synth_npu(cfg, args.target, args.freq)
+    m["step_dir"] = str(d)
+    if args.json:
+        emit_json(m)
+    else:
+        keys = (("cells", "ffs", "transistors_est") if args.target == "generic"
+                else ("luts", "ffs", "dsps", "brams", "fmax_mhz"))
+        print("  ".join(f"{k}={m.get(k)}" for k in keys))
+    return 0
+
+
+# ---------------------------------------------------------------- bench --------------------------
+
+def ideal_cycles(m, n, k, r, c):
+    return math.ceil(m * n * k / (r * c))
+
+
+def scalesim_cycles(m, n, k, r, c, dataflow):
+    """SCALE-Sim's analytic cycles (reference/npu.md): folds x per-fold, minus one."""
+    if dataflow == "ws":
+        folds, per = math.ceil(k / r) * math.ceil(n / c), 2 * r + c + m - 2
+    else:
+        folds, per = math.ceil(m / r) * math.ceil(n / c), r + c + k - 2
+    return folds * per - 1
+
+
+def _bench_configure(p):
+    p.add_argument("--sizes", default=",".join("x".join(map(str, s)) for s in BENCH_SIZES),
+                   help="GEMMs MxNxK, comma separated (default: %(default)s)")
+    p.add_argument("--arrays", default=",".join(f"{r}x{c}" for r, c in BENCH_ARRAYS),
+                   help="arrays RxC, comma separated (default: %(default)s)")
+    p.add_argument("--dataflows", default="ws,os", help="ws, os or both (default: %(default)s)")
+    p.add_argument("--sims", default=None,
+                   help="simulators for the speed column (default: all installed; the cycle "
+                        "runs use the first)")
+    p.add_argument("--sp-kib", type=int_range(1, 4096), default=64, help="scratchpad KiB")
+    p.add_argument("--seed", type=int, default=1)
+    add_json_arg(p)
+
+
+def _parse_list(text, option, n):
+    out = []
+    for item in text.split(","):
+        try:
+            vals = tuple(int(x) for x in item.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"{option}: bad item {item!r}") from None
+        if len(vals) != n or min(vals) < 1:
+            raise UsageError(f"{option}: bad item {item!r}")
+        out.append(vals)
+    return out
+
+
+def bench(sizes, arrays, dataflows, sims, sp_kib=64, seed=1, log=say):
+    from ..hdl.npu.config import NPUConfig
+    from ..sim.npu.harness import Gemm, check, run_gemms
+    rng = np.random.default_rng(seed)
+    rows = []
+    jobs = len(arrays) * len(sims)
+    with progress("bench npu", total=jobs) as advance:
+        for (r, c) in arrays:
+            cfg = NPUConfig(rows=r, cols=c, dataflow="both", sp_kib=sp_kib)
+            for si, sim in enumerate(sims):
+                # cycle figures from the first simulator; the others only run the smallest GEMM
+                todo = [(s, df) for s in sizes for df in dataflows] if si == 0 else \
+                    [(min(sizes, key=lambda s: s[0] * s[1] * s[2]), dataflows[0])]
+                gemms = []
+                for (m, n, k), df in todo:
+                    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+                    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+                    gemms.append(Gemm(a, b, dataflow=df))
+                log(f"bench npu: {r}x{c} on {sim}: {len(gemms)} GEMMs")
+                res = run_gemms(cfg, gemms, sim=sim, seed=seed)
+                for ((m, n, k), df), g in zip(todo, res):
+                    met = g.metrics
+                    row = {"m": m, "n": n, "k": k, "rows": r, "cols": c, "dataflow": df,
+                           "sim": sim, "cycles": met["cycles"],
+                           "compute_cycles": met["compute_cycles"],
+                           "ideal_cycles": ideal_cycles(m, n, k, r, c),
+                           "scalesim_cycles": scalesim_cycles(m, n, k, r, c, df),
+                           "utilization": met["utilization"],
+                           "compute_utilization": met["compute_utilization"],
+                           "sim_cycles_per_s": met["sim_cycles_per_s"],
+                           "correct": not check(g), "counters": met["counters"]}
+                    row["scalesim_utilization"] = m * n * k / (r * c * row["scalesim_cycles"])
+                    rows.append(row)
+                advance()
+    return rows
+
+
+def _bench(args):
+    from ..sim import runner
+    sizes = _parse_list(args.sizes, "--sizes", 3)
+    arrays = _parse_list(args.arrays, "--arrays", 2)
+    dfs = [d.strip() for d in args.dataflows.split(",")]
+    for d in dfs:
+        if d not in ("ws", "os"):
+            raise UsageError(f"--dataflows: unknown dataflow {d!r} (ws, os)")
+    sims = [s.strip() for s in args.sims.split(",")] if args.sims else runner.available()
+    for s in sims:
+        runner.resolve(s)
+    if not sims:
+        raise UsageError("--sims: no simulator installed")
+    t0 = time.monotonic()
+    rows = bench(sizes, arrays, dfs, sims, sp_kib=args.sp_kib, seed=args.seed)
+    out = {"rows": rows, "seconds": round(time.monotonic() - t0, 1), "sp_kib": args.sp_kib}
+    write_json(build_root() / "npu_bench" / "bench.json", out)
+    if args.json:
+        emit_json(out)
+    else:
+        hdr = (f"{'GEMM MxNxK':>15} {'array':>6} {'df':>3} {'sim':>9} {'RTL cyc':>9} "
+               f"{'ideal':>8} {'SCALE-Sim':>9} {'util':>6} {'comp.util':>9} {'cyc/s':>8} ok")
+        print(hdr)
+        for r in rows:
+            print(f"{r['m']}x{r['n']}x{r['k']:>5} {r['rows']}x{r['cols']:<4} {r['dataflow']:>3} "
+                  f"{r['sim']:>9} {r['cycles']:>9} {r['ideal_cycles']:>8} "
+                  f"{r['scalesim_cycles']:>9} {r['utilization']:>6.3f} "
+                  f"{r['compute_utilization']:>9.3f} {r['sim_cycles_per_s']:>8.0f} "
+                  f"{'yes' if r['correct'] else 'NO'}")
+        say(f"wrote {build_root() / 'npu_bench' / 'bench.json'}")
+    if not all(r["correct"] for r in rows):
+        raise CheckFailed("a benchmark GEMM differs from numpy")
+    return 0
+
+
+# ---------------------------------------------------------------- run stage ----------------------
+
+def _stage(ctx):
+    from ..hdl.npu.config import NPUConfig
+    from ..sim.npu.harness import Gemm, check, run_gemms
+    cfg = NPUConfig(rows=8, cols=8, dataflow="both")
+    seed = ctx.seed if ctx.seed is not None else 1
+    rng = np.random.default_rng(seed)
+    m, n, k = 64, 48, 80
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    say(f"      npu: GEMM {m}x{n}x{k} (requant 3,10 + ReLU, WS) on the 8x8 design, seed {seed}")
+    res = run_gemms(cfg, [Gemm(a, b, dataflow="ws", requant=(3, 10), relu=True)],
+                    sim=ctx.sim or "verilator", seed=seed)[0]
+    problems = check(res)
+    metrics = {"gemm": f"{m}x{n}x{k}", "match": not problems, "cycles": res.metrics["cycles"],
+               "compute_cycles": res.metrics["compute_cycles"], "macs": res.metrics["macs"],
+               "utilization": round(res.metrics["utilization"], 4)}
+    synth = {}
+    for target in ("generic", "ecp5"):
+        say(f"      npu: synthesis {target} (minutes)")
+        try:
+            sm, _ = synth_npu(cfg, target)
+            synth[target] = {k2: sm.get(k2) for k2 in ("cells", "ffs", "transistors_est", "luts",
+                                                       "dsps", "brams", "fmax_mhz") if k2 in sm}
+        except Exception as e:   # a tool failure is a failed check of this stage
+            synth[target] = {"error": str(e).splitlines()[0]}
+    metrics["synth"] = synth
+    md = [f"8x8 NPU (WS+OS), GEMM {m}x{n}x{k} with requant on {res.metrics['sim']}: "
+          f"**{'matches numpy' if not problems else 'MISMATCH: ' + '; '.join(problems)}**.", "",
+          "| metric | value |", "|---|---|"]
+    for key in ("cycles", "compute_cycles", "macs", "utilization"):
+        md.append(f"| {key} | {metrics[key]} |")
+    for t, s in synth.items():
+        md.append(f"| synth {t} | {', '.join(f'{k2}={v}' for k2, v in s.items())} |")
+    ok = not problems and all("error" not in s for s in synth.values())
+    return {"title": "NPU", "passed": ok, "metrics": metrics, "markdown": "\n".join(md)}
+
+
+def register(cli):
+    cli.verb("gen", "npu", "NPU Verilog (npu_top.v) and interface JSON", _gen_configure, _gen)
+    cli.command("npu", "gemm", "run a GEMM on the NPU RTL in simulation and check it",
+                _gemm_configure, _gemm)
+    cli.verb("synth", "npu", "synthesize the NPU (generic gates or ECP5)", _synth_configure,
+             _synth)
+    cli.verb("bench", "npu", "NPU cycles vs ideal and SCALE-Sim, simulator speed",
+             _bench_configure, _bench)
+    cli.stage("npu", "NPU: generate 8x8, GEMM on Verilator vs numpy, synthesize generic + ECP5",
+              _stage)

@@ -1,0 +1,1 @@
+"""NPU verification parts: register-map driver, cocotb GEMM testbench, golden model."""

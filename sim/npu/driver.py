@@ -1,0 +1,148 @@
+"""Register-map driver of ``npu_top`` over AXI4-Lite (cocotbext-axi ``AxiLiteMaster``).
+
+Register map (the same table as :mod:`diestack.hdl.npu.control`, which is authoritative):
+
+======  =====================  =================================================================
+0x000   ID                     0x4E505531 ("NPU1")
+0x004   VERSION                0x00010000
+0x008   CFG_ARRAY              [7:0] R, [15:8] C, [17:16] dataflows (1 ws, 2 os, 3 both)
+0x00C   CFG_SP                 [23:0] scratchpad rows, [31:24] banks
+0x010   CFG_ACC                [23:0] accumulator rows, [31:24] banks
+0x014   CFG_AXI                [15:0] AXI data bits, [23:16] max reads in flight
+0x018   CFG_QUEUE              command queue depth
+0x01C   CFG_WIDTHS             [7:0] 8, [15:8] 32, [23:16] AXI address bits, [31:24] ID bits
+0x020   STATUS                 [0] busy, [1] queue full, [2] queue empty, [3] error, [24:8] level
+0x024   DONE_COUNT             commands completed
+0x028   IRQ_ENABLE             [0]
+0x02C   IRQ_STATUS             [0] pending, write 1 to clear
+0x030   ERROR                  [0] queue overflow [1] GEMM rejected [2] AXI error [3] bad opcode
+0x034   QUEUE_FREE             free queue entries
+0x040   CMD0..CMD15            command words; 0x080 CMD_PUSH pushes them
+0x0C0   PERF_CTRL              [0] clear counters
+0x0C4.. PERF_*                 CYCLES, COMPUTE_SPAN, COMPUTE_CYCLES, MACS_LO, MACS_HI,
+                               STALL_DMA_RD, STALL_DMA_WR, STALL_QUEUE, COMMANDS
+======  =====================  =================================================================
+"""
+
+from cocotb.triggers import ClockCycles
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+from ...hdl.npu.control import (REGS, CMD_WORDS, OP_GEMM, OP_CONFIG, OP_MVIN, OP_MVOUT,
+                                OP_COMPUTE, OP_PRELOAD, OP_FENCE, NPU_ID)
+
+__all__ = ["NPUDriver", "gemm_words", "PERF_NAMES"]
+
+PERF_NAMES = ("cycles", "compute_span", "compute_cycles", "macs", "stall_dma_read",
+              "stall_dma_write", "stall_queue_empty", "commands")
+
+
+def gemm_words(*, m, n, k, a, lda, b, ldb, c, ldc, d=None, ldd=0, dataflow="ws",
+               int8=False, scale=1, shift=0, relu=False, irq=True):
+    """The 16 command words of a GEMM (field layout in hdl/npu/control.py)."""
+    for name, v in (("M", m), ("N", n), ("K", k)):
+        if not 1 <= v <= 65535:
+            raise ValueError(f"{name} must be in 1..65535, not {v}")
+    if dataflow not in ("ws", "os"):
+        raise ValueError(f"dataflow must be 'ws' or 'os', not {dataflow!r}")
+    if not 0 <= shift <= 63:
+        raise ValueError(f"shift must be 0..63, not {shift}")
+    w = [0] * CMD_WORDS
+    w[0] = (OP_GEMM | (int(irq) << 8) | (int(d is not None) << 9) | (int(dataflow == "os") << 10)
+            | (int(int8) << 11) | (int(relu) << 12) | (shift << 16))
+    w[1] = m | (n << 16)
+    w[2] = k
+    w[3] = scale & 0xFFFFFFFF
+    w[4:12] = [a, lda, b, ldb, c, ldc, d or 0, ldd]
+    return w
+
+
+class NPUDriver:
+    """Drives the NPU's registers from a cocotb test.
+
+    ``dut`` is the ``npu_top`` handle; the AXI4-Lite port is ``s_axil__*``.
+    """
+
+    def __init__(self, dut, clk, rst, prefix="s_axil"):
+        self.dut = dut
+        self.clk = clk
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, prefix, bus_separator="__"), clk, rst)
+
+    async def read(self, name):
+        return await self.axil.read_dword(REGS[name])
+
+    async def write(self, name, value):
+        await self.axil.write_dword(REGS[name], value & 0xFFFFFFFF)
+
+    async def info(self):
+        """Identity and configuration read back from the hardware."""
+        ident = await self.read("ID")
+        if ident != NPU_ID:
+            raise RuntimeError(f"NPU ID register reads {ident:#x}, expected {NPU_ID:#x}")
+        arr = await self.read("CFG_ARRAY")
+        sp = await self.read("CFG_SP")
+        acc = await self.read("CFG_ACC")
+        axi = await self.read("CFG_AXI")
+        widths = await self.read("CFG_WIDTHS")
+        df = {1: "ws", 2: "os", 3: "both"}[(arr >> 16) & 3]
+        return {"version": await self.read("VERSION"), "rows": arr & 0xFF,
+                "cols": (arr >> 8) & 0xFF, "dataflow": df, "sp_rows": sp & 0xFFFFFF,
+                "sp_banks": sp >> 24, "acc_rows": acc & 0xFFFFFF, "acc_banks": acc >> 24,
+                "axi_data_width": axi & 0xFFFF, "max_reads_in_flight": (axi >> 16) & 0xFF,
+                "cmd_queue_depth": await self.read("CFG_QUEUE"),
+                "input_bits": widths & 0xFF, "acc_bits": (widths >> 8) & 0xFF,
+                "axi_addr_width": (widths >> 16) & 0xFF, "axi_id_width": widths >> 24}
+
+    async def push(self, words):
+        """Queue one command (waits while the queue is full)."""
+        while await self.read("QUEUE_FREE") == 0:
+            await ClockCycles(self.clk, 16)
+        for i, w in enumerate(words):
+            if w or i == 0:
+                await self.axil.write_dword(REGS["CMD0"] + 4 * i, w & 0xFFFFFFFF)
+            else:
+                await self.axil.write_dword(REGS["CMD0"] + 4 * i, 0)
+        await self.write("CMD_PUSH", 1)
+
+    async def gemm(self, **kw):
+        await self.push(gemm_words(**kw))
+
+    async def clear_counters(self):
+        await self.write("PERF_CTRL", 1)
+
+    async def enable_irq(self, on=True):
+        await self.write("IRQ_ENABLE", int(on))
+
+    async def wait_irq(self, timeout_cycles=50_000_000, poll=64):
+        """Wait for ``irq``, then acknowledge it. Returns the cycles waited (to ``poll``)."""
+        waited = 0
+        while not int(self.dut.irq.value):
+            await ClockCycles(self.clk, poll)
+            waited += poll
+            if waited > timeout_cycles:
+                raise TimeoutError(f"no interrupt after {waited} cycles")
+        await self.write("IRQ_STATUS", 1)
+        return waited
+
+    async def wait_done(self, count, timeout_cycles=50_000_000, poll=256):
+        waited = 0
+        while await self.read("DONE_COUNT") < count:
+            await ClockCycles(self.clk, poll)
+            waited += poll
+            if waited > timeout_cycles:
+                raise TimeoutError(f"DONE_COUNT below {count} after {waited} cycles")
+
+    async def counters(self):
+        r = self.read
+        lo, hi = await r("PERF_MACS_LO"), await r("PERF_MACS_HI")
+        return {"cycles": await r("PERF_CYCLES"), "compute_span": await r("PERF_COMPUTE_SPAN"),
+                "compute_cycles": await r("PERF_COMPUTE_CYCLES"), "macs": lo | (hi << 32),
+                "stall_dma_read": await r("PERF_STALL_DMA_RD"),
+                "stall_dma_write": await r("PERF_STALL_DMA_WR"),
+                "stall_queue_empty": await r("PERF_STALL_QUEUE"),
+                "commands": await r("PERF_COMMANDS")}
+
+    async def status(self):
+        s = await self.read("STATUS")
+        return {"busy": s & 1, "queue_full": (s >> 1) & 1, "queue_empty": (s >> 2) & 1,
+                "error": (s >> 3) & 1, "level": (s >> 8) & 0x1FFFF,
+                "error_bits": await self.read("ERROR")}
