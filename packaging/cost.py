@@ -351,8 +351,10 @@ def recurring_cost(node, logic_area_mm2, n_chiplets, package, d2d_overhead=0.10,
         raise ConfigError("extra_dies", "must be >= 0")
     ex_a = np.asarray(extra_die_area_mm2, dtype=float)
     ex_c = np.asarray(extra_die_cost, dtype=float)
-    if np.any(~(ex_a >= 0)) or np.any(~(ex_c >= 0)):
-        raise ConfigError("extra_die_area_mm2", "bought dies need area >= 0 and cost >= 0")
+    if np.any(~(ex_a >= 0)) or np.any(~np.isfinite(ex_a)):
+        raise ConfigError("extra_die_area_mm2", "bought dies need a finite area >= 0")
+    if np.any(~(ex_c >= 0)) or np.any(~np.isfinite(ex_c)):
+        raise ConfigError("extra_die_cost", "bought dies need a finite cost >= 0")
 
     nf = n.astype(float)
     die_area = logic / nf * np.where(n > 1, 1.0 + ov, 1.0)

@@ -188,7 +188,9 @@ def test_interposer_larger_than_wafer_costs_inf_not_negative():
     (dict(node=4), "node"), (dict(node="3nm", package="ceramic"), "package"),
     (dict(logic_area_mm2=-1), "logic_area_mm2"), (dict(n_chiplets=0), "n_chiplets"),
     (dict(alpha=0), "alpha"), (dict(d2d_overhead=-0.1), "d2d_overhead"),
-    (dict(node=np.array([5, 6])), "node")])
+    (dict(node=np.array([5, 6])), "node"),
+    (dict(extra_dies=2, extra_die_area_mm2=-1.0), "extra_die_area_mm2"),
+    (dict(extra_dies=2, extra_die_area_mm2=100.0, extra_die_cost=-5.0), "extra_die_cost")])
 def test_bad_input_names_field(kw, field):
     args = dict(node=5, logic_area_mm2=800, n_chiplets=4, package="organic")
     args.update(kw)
