@@ -42,7 +42,7 @@ def make_config(preset="hbm2", *, channels=1, page="open", ecc=False, refresh="a
                 queue_depth=32, overrides=None, xor=False):
     """A validated :class:`ControllerConfig` from CLI-level options."""
     timing = resolve(preset, overrides or {})
-    check_int("--queue-depth", queue_depth, lo=16, hi=32)
+    check_int("--queue-depth", queue_depth, lo=16, hi=128)
     slots = 1 << (2 * queue_depth - 1).bit_length()        # read-reorder / write-data slots
     return ControllerConfig(timing=timing, queue_depth=queue_depth, page=page, ecc=bool(ecc),
                             refresh=refresh, channels=channels, xor=bool(xor),
@@ -186,7 +186,7 @@ def _common(p, *, channels=True):
     p.add_argument("--page", default="open", help="page policy: open, closed, adaptive")
     p.add_argument("--refresh", default="allbank", help="allbank (REFab) or perbank (REFpb)")
     p.add_argument("--ecc", action="store_true", help="SECDED ECC on the DFI data")
-    p.add_argument("--queue-depth", type=int, default=32, help="request queue entries, 16-32 (default 32)")
+    p.add_argument("--queue-depth", type=int, default=32, help="request queue entries, 16-32 (default 32; up to 128 for deep-reordering studies)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="timing override, e.g. tREFI=1500 or tFAW=16ns (repeatable)")
 

@@ -87,7 +87,7 @@ class Scheduler(wiring.Component):
     def __init__(self, timing, *, depth=32, tag_bits=6, page="open", hit_cap=16,
                  write_high=None, write_low=None, refresh="allbank"):
         self._t = t = timing
-        self._depth = check_int("queue_depth", depth, lo=16, hi=32)
+        self._depth = check_int("queue_depth", depth, lo=16, hi=128)
         self._page = check_choice("page", page, PAGE_POLICIES)
         self._hit_cap = check_int("hit_cap", hit_cap, lo=1, hi=255)
         self._whi = check_int("write_high", depth * 3 // 4 if write_high is None else write_high,

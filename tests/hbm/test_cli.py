@@ -56,7 +56,8 @@ def test_missing_trace_exit_2(tmp_path, capsys):
 
 def test_gen_writes_verilog(tmp_path, capsys):
     out = tmp_path / "rtl"
-    assert main(["gen", "hbm", "--preset", "hbm2", "--channels", "2", "-o", str(out), "--json"]) == 0
+    assert main(["gen", "hbm", "--preset", "hbm2", "--channels", "2", "--queue-depth", "16", "-o",
+                 str(out), "--json"]) == 0
     meta = json.loads(capsys.readouterr().out)
     text = (out / "hbm_top.v").read_text()
     assert "module hbm_top" in text and "ch1_dfi__row_cmd" in text and "ch1_s_axi__awaddr" in text
