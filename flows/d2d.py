@@ -321,6 +321,13 @@ def _configure_bench(p):
     add_json_arg(p)
 
 
+BENCH_NOTE = ("goodput = payload bits released / raw data-lane bits over the data phase; payload = "
+              "the format's payload fraction (golden byte map); lane = payload / lane bytes incl. "
+              "the pad of a flit's last beat; latency in cycles TX accept -> RX release of the "
+              "payload's last segment (1st: first segment, the early half of 256lo); pipe max = "
+              "latency - channel flight - flit serialization.")
+
+
 def _bench(args):
     from .cli import emit_json, progress, say
     from .step import Step, write_json
@@ -331,7 +338,7 @@ def _bench(args):
         step.metrics["rows"] = rows
         write_json(step.path("bench.json"), rows)
     hdr = (f"{'case':6s} {'flit':6s} {'ber':>7s} {'bytes':>8s} {'exact':>5s} {'goodput':>8s} "
-           f"{'payload':>8s} {'lane':>6s} {'lat min/avg/max':>18s} {'pipe max':>8s} "
+           f"{'payload':>8s} {'lane':>6s} {'lat min/avg/max':>18s} {'1st avg':>7s} {'pipe max':>8s} "
            f"{'crc':>5s} {'replay':>6s} {'retrain':>7s}")
     lines = [hdr]
     for r in rows:
@@ -339,12 +346,14 @@ def _bench(args):
         lines.append(f"{r['case']:6s} {r['flit']:6s} {r['ber']:7.0e} {r['bytes']:8d} "
                      f"{'yes' if r['byte_exact'] else 'NO':>5s} {r['goodput']:8.4f} "
                      f"{r['payload_fraction']:8.4f} {r['lane_payload_fraction']:6.3f} {lat:>18s} "
+                     f"{str(r['latency_first_avg']):>7s} "
                      f"{str(r['pipeline_latency_max']):>8s} {r['crc_errors']:5d} "
                      f"{r['replays']:6d} {r['retrains']:7d}")
     if args.json:
         emit_json({"rows": rows, "json": str(step.path("bench.json"))})
     else:
         print("\n".join(lines))
+        say(BENCH_NOTE)
         say(f"json: {step.path('bench.json')}")
     return 0 if all(r["byte_exact"] for r in rows) else 1
 
