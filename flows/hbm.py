@@ -91,9 +91,10 @@ def make_requests(pattern, n, config, *, seed=1, beats=2, write_fraction=None):
     elif pattern == "mixed":
         wf = 0.5 if write_fraction is None else write_fraction
         window = max(64, n // 2)
-        out[:, 0] = rng.integers(0, window, n, dtype=np.int64) * size
-        # spread the window over rows and banks: scatter the slot index through the address space
-        out[:, 0] = (out[:, 0] * 0x9E3779B1) % (capacity // size) * size
+        slot = rng.integers(0, window, n, dtype=np.int64)
+        # spread the window over channels, banks and rows: scatter the slot index (an odd
+        # multiplier is a bijection modulo the power-of-two number of 64 B lines)
+        out[:, 0] = (slot * 0x9E3779B1) % (capacity // size) * size
         out[:, 1] = rng.random(n) < wf
     else:
         raise ConfigError("pattern", f"must be one of {', '.join(PATTERNS)}, not {pattern!r}")
