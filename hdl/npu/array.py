@@ -5,7 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import DATAFLOWS
-from .pe import PE
+from .pe import MUL_LATENCY, MULTIPLIERS, PE
 
 __all__ = ["PEArray"]
 
@@ -21,8 +21,8 @@ class PEArray(wiring.Component):
     Timing (both dataflows): if ``a[i]`` carries a value at cycle ``t + i`` and ``b[j]`` at
     ``t + j``, PE[i][j] sees them at ``t + i + j``.
 
-    - WS: ``d_out[j]`` at cycle ``t + R + j + 1`` holds ``sum_i a_i * w[i][j]`` for the A row
-      that entered row i at ``t + i`` (product register + one register per row).
+    - WS: ``d_out[j]`` at cycle ``t + R + j + MUL_LATENCY`` holds ``sum_i a_i * w[i][j]`` for
+      the A row that entered row i at ``t + i`` (multiplier pipeline + one register per row).
     - OS: see :class:`PE`; with ``drain[j]`` high for R cycles starting when all PEs of the
       column hold their result, ``d_out[j]`` shows rows R-1, R-2, ..., 0 of the tile.
 
@@ -35,6 +35,8 @@ class PEArray(wiring.Component):
         R and C (>= 1).
     dataflow : str
         ``"ws"``, ``"os"`` or ``"both"``.
+    multiplier : str
+        PE multiplier implementation, ``"lut"`` or ``"dsp"`` (:data:`.pe.MULTIPLIERS`).
 
     Members
     -------
@@ -44,13 +46,16 @@ class PEArray(wiring.Component):
     d_out : Out(Array(signed(32), C))
     """
 
-    def __init__(self, rows, cols, dataflow="both"):
+    def __init__(self, rows, cols, dataflow="both", multiplier="lut"):
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise TypeError(f"Array {name} must be a positive integer, not {v!r}")
         if dataflow not in DATAFLOWS:
             raise ValueError(f"Array dataflow must be one of {DATAFLOWS}, not {dataflow!r}")
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"Array multiplier must be one of {MULTIPLIERS}, not {multiplier!r}")
         self._rows, self._cols, self._dataflow = rows, cols, dataflow
+        self._multiplier = multiplier
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
             "a_valid": In(rows),
@@ -73,7 +78,7 @@ class PEArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self._rows, self._cols
-        pes = [[PE(self._dataflow) for _ in range(C)] for _ in range(R)]
+        pes = [[PE(self._dataflow, self._multiplier) for _ in range(C)] for _ in range(R)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 from ..common.params import ConfigError, check_choice, check_int
 
-__all__ = ["NPUConfig", "DATAFLOWS"]
+__all__ = ["NPUConfig", "DATAFLOWS", "PE_MULTIPLIERS"]
 
 #: Synthesized dataflow capability. With ``"both"`` the runtime command selects WS or OS.
 DATAFLOWS = ("ws", "os", "both")
+#: PE multiplier implementations (same latency, see hdl/npu/pe.py).
+PE_MULTIPLIERS = ("lut", "dsp")
 
 
 def _is_pow2(n):
@@ -50,6 +52,10 @@ class NPUConfig:
         DMA read bursts outstanding (1..64).
     cmd_queue_depth : int
         Command queue depth (power of two, 2..256).
+    pe_multiplier : str
+        ``"lut"`` (default: pipelined shift-and-add in logic; fits 16x16 on an ECP5-85k, whose
+        156 DSPs are fewer than 256 PEs, and avoids the DSP columns' long routes) or ``"dsp"``
+        (a ``*`` operator the synthesizer maps to DSP blocks).
     """
 
     rows: int
@@ -64,6 +70,7 @@ class NPUConfig:
     axi_id_width: int = 4
     max_reads_in_flight: int = 4
     cmd_queue_depth: int = 8
+    pe_multiplier: str = "lut"
 
     def __post_init__(self):
         check_int("rows", self.rows, lo=2, hi=64)
@@ -86,6 +93,7 @@ class NPUConfig:
         check_int("cmd_queue_depth", self.cmd_queue_depth, lo=2, hi=256)
         if not _is_pow2(self.cmd_queue_depth):
             raise ConfigError("cmd_queue_depth", f"must be a power of two, not {self.cmd_queue_depth}")
+        check_choice("pe_multiplier", self.pe_multiplier, PE_MULTIPLIERS)
         if self.sp_rows_per_bank < 1:
             raise ConfigError("sp_kib", f"{self.sp_kib} KiB holds fewer than one {self.sp_row_bytes}-byte "
                                         f"row per bank ({self.sp_banks} banks)")

@@ -162,6 +162,7 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import Accumulator
 from .array import PEArray
+from .pe import MUL_LATENCY
 from .requant import Requant, LATENCY as REQUANT_LATENCY
 from .scratchpad import Scratchpad
 from .skew import Skew
@@ -178,7 +179,7 @@ class Core(wiring.Component):
     requant, and the tile-command sequencer (semantics in the module docstring).
 
     Latency: a WS A row issued at cycle t (the cycle after its COMPUTE is accepted, then one row
-    per cycle) reaches the accumulator write stage at ``t + R + C + 4`` and lands in the memory
+    per cycle) reaches the accumulator write stage at ``t + R + C + 5`` and lands in the memory
     3 cycles later. OS results drain R cycles after a tile's last K step, same path.
 
     Members
@@ -219,10 +220,10 @@ class Core(wiring.Component):
     def cfg(self):
         return self._cfg
 
-    #: Cycles from a WS row issue to the accumulator write stage (R + C + 4).
+    #: Cycles from a WS row issue to the accumulator write stage (R + C + 5).
     @property
     def write_latency(self):
-        return self._cfg.rows + self._cfg.cols + 4
+        return self._cfg.rows + self._cfg.cols + 3 + MUL_LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -233,7 +234,7 @@ class Core(wiring.Component):
 
         m.submodules.sp = sp = Scratchpad(cfg)
         m.submodules.acc = acc = Accumulator(cfg)
-        m.submodules.array = arr = PEArray(R, C, cfg.dataflow)
+        m.submodules.array = arr = PEArray(R, C, cfg.dataflow, cfg.pe_multiplier)
         lane = data.StructLayout({"a": signed(8), "v": 1, "f": 1})
         col = data.StructLayout({"b": signed(8), "sh": 1})
         m.submodules.skew_a = skew_a = Skew(R, lane, base=1)
@@ -443,13 +444,13 @@ class Core(wiring.Component):
             m.d.comb += [arr.b[j].eq(skew_b.o[j].b), arr.s_shift[j].eq(skew_b.o[j].sh)]
 
         # ---- write-control delay line, drain, deskew ----
-        L = R + C + 4
+        L = R + C + 3 + MUL_LATENCY
         dl = [Signal(wctl, name=f"dl{k}") for k in range(L)]
         m.d.sync += dl[0].eq(w0)
         m.d.sync += dl[1].eq(Mux(cur_os, w1_os, dl[0]))
         for k in range(2, L):
             m.d.sync += dl[k].eq(dl[k - 1])
-        tap_drain = dl[R + 4]
+        tap_drain = dl[R + 3 + MUL_LATENCY]
         m.d.comb += skew_drain.i.eq(Mux(cur_os, tap_drain.drain, 0).replicate(C))
         for j in range(C):
             m.d.comb += arr.drain[j].eq(skew_drain.o[j])

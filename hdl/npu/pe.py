@@ -10,7 +10,14 @@ from amaranth.lib.wiring import In, Out
 
 from .config import DATAFLOWS
 
-__all__ = ["PE"]
+__all__ = ["PE", "MUL_LATENCY", "MULTIPLIERS"]
+
+#: Cycles from the operands (``a_in`` and the weight/B) to the registered product.
+MUL_LATENCY = 2
+#: ``"lut"``: shift-and-add in logic, pipelined (no DSP block: an FPGA's DSP columns add long
+#: routes and ~4 ns of combinational delay on ECP5, and 16x16 needs more DSPs than an
+#: ECP5-85k has); ``"dsp"``: an ``a * b`` operator for the synthesizer to map (register after).
+MULTIPLIERS = ("lut", "dsp")
 
 
 class PE(wiring.Component):
@@ -26,13 +33,14 @@ class PE(wiring.Component):
         When ``a_valid & a_flag`` arrive (the first row of a tile with new weights) the PE uses
         and keeps the shadow weight: ``w <= s`` (the "propagate/swap" of the double buffer; the
         flag travels with the data, so the swap follows the skewed wavefront).
-        ``d_out = d_in + a * w``, with the product registered first: the psum leaving the PE
-        is two cycles after ``a_in``; a lower neighbour sees its ``a`` one cycle later than this
-        PE, so the column sum lines up (the array adds one cycle per row).
+        ``d_out = d_in + a * w``, with the product pipelined (:data:`MUL_LATENCY` cycles): the
+        psum leaving the PE is ``MUL_LATENCY + 1`` cycles after ``a_in``; a lower neighbour sees
+        its ``a`` one cycle later than this PE, so its product meets this psum (the column sum
+        advances one row per cycle whatever the multiplier latency).
     Output-stationary (``os`` = 1)
         ``s`` carries B down the column (``s_shift`` must be high every cycle); the PE
         accumulates ``acc += a_in * s_in``. When ``a_valid & a_flag`` arrive (the last K step
-        of the tile), the finished sum goes to the output register ``d_out`` and ``acc`` restarts
+        of the tile), the finished sum goes (``MUL_LATENCY + 1`` cycles later) to ``d_out`` and ``acc`` restarts
         from zero (double-buffered output). ``drain`` shifts ``d_out`` down the column
         (``d_out <= d_in``) so results leave at the bottom, last row first.
 
@@ -42,6 +50,8 @@ class PE(wiring.Component):
     ----------
     dataflow : str
         ``"ws"``, ``"os"`` or ``"both"``: which of the two behaviours is built.
+    multiplier : str
+        ``"lut"`` or ``"dsp"`` (see :data:`MULTIPLIERS`); same latency.
 
     Members
     -------
@@ -71,10 +81,13 @@ class PE(wiring.Component):
     drain: In(1)
     os: In(1)
 
-    def __init__(self, dataflow="both"):
+    def __init__(self, dataflow="both", multiplier="lut"):
         if dataflow not in DATAFLOWS:
             raise ValueError(f"PE dataflow must be one of {DATAFLOWS}, not {dataflow!r}")
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"PE multiplier must be one of {MULTIPLIERS}, not {multiplier!r}")
         self._dataflow = dataflow
+        self._multiplier = multiplier
         super().__init__()
 
     @property
@@ -114,13 +127,24 @@ class PE(wiring.Component):
         else:
             m.d.comb += b.eq(self.s_in)
 
+        # Product, MUL_LATENCY = 2 cycles after the operands.
         prod = Signal(signed(16))
-        m.d.sync += prod.eq(self.a_in * b)
+        if self._multiplier == "dsp":
+            prod1 = Signal(signed(16))
+            m.d.sync += [prod1.eq(self.a_in * b), prod.eq(prod1)]
+        else:
+            # Shift-and-add in logic, pipelined: a*b = sum_k b[k]*(a << k) - b[7]*(a << 7).
+            t = [Mux(b[k], self.a_in, 0) for k in range(8)]
+            pairs = [Signal(signed(11), name=f"pp{n}") for n in range(4)]
+            m.d.sync += [pairs[0].eq(t[0] + (t[1] << 1)), pairs[1].eq(t[2] + (t[3] << 1)),
+                         pairs[2].eq(t[4] + (t[5] << 1)), pairs[3].eq(t[6] - (t[7] << 1))]
+            m.d.sync += prod.eq((pairs[0] + (pairs[1] << 2)) + ((pairs[2] << 4) + (pairs[3] << 6)))
 
         if has_os:
             acc = Signal(signed(32))
             last = Signal()
-            m.d.sync += last.eq(flag & os)
+            last1 = Signal()
+            m.d.sync += [last1.eq(flag & os), last.eq(last1)]
             summand = Signal(signed(32))
             m.d.comb += summand.eq(Mux(os, acc, self.d_in))
             total = Signal(signed(32))

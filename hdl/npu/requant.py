@@ -55,23 +55,25 @@ class Requant(wiring.Component):
         row = data.ArrayLayout(signed(32), C)
 
         # Stage 1: input registers.
-        c1 = Signal(ctl); x1 = Signal(row); sc1 = Signal(signed(32))
+        # (the scale register is duplicated per lane: no high-fanout net into the multipliers)
+        c1 = Signal(ctl); x1 = Signal(row)
+        sc1 = [Signal(signed(32), name=f"sc1_{j}") for j in range(C)]
         m.d.sync += [c1.valid.eq(self.i_valid), c1.mode.eq(self.mode), c1.relu.eq(self.relu),
-                     c1.shift.eq(self.shift), x1.eq(self.x), sc1.eq(self.scale)]
+                     c1.shift.eq(self.shift), x1.eq(self.x)]
+        m.d.sync += [sc1[j].eq(self.scale) for j in range(C)]
         # Stage 2: four 17 x 17 partial products (one DSP each); x = xh*2**16 + xl,
         # scale = sh*2**16 + sl with xl, sl unsigned 16-bit and xh, sh signed 16-bit.
         c2 = Signal(ctl); x2 = Signal(row); rnd2 = Signal(unsigned(63))
         m.d.sync += [c2.eq(c1), x2.eq(x1),
                      rnd2.eq((Const(1, 64) << c1.shift)[1:])]  # 1 << (shift-1), 0 for shift 0
-        sl = Signal(signed(17)); sh = Signal(signed(16))
-        m.d.comb += [sl.eq(sc1[:16]), sh.eq(sc1[16:])]
         pll = [Signal(unsigned(32), name=f"pll_{j}") for j in range(C)]
         plh = [Signal(signed(33), name=f"plh_{j}") for j in range(C)]
         phl = [Signal(signed(33), name=f"phl_{j}") for j in range(C)]
         phh = [Signal(signed(32), name=f"phh_{j}") for j in range(C)]
         for j in range(C):
             xl = Signal(signed(17), name=f"xl_{j}"); xh = Signal(signed(16), name=f"xh_{j}")
-            m.d.comb += [xl.eq(x1[j][:16]), xh.eq(x1[j][16:])]
+            sl = Signal(signed(17), name=f"sl_{j}"); sh = Signal(signed(16), name=f"sh_{j}")
+            m.d.comb += [xl.eq(x1[j][:16]), xh.eq(x1[j][16:]), sl.eq(sc1[j][:16]), sh.eq(sc1[j][16:])]
             m.d.sync += [pll[j].eq(xl * sl), plh[j].eq(xl * sh), phl[j].eq(xh * sl),
                          phh[j].eq(xh * sh)]
         # Stage 3: middle sum, and high:low (xl*sl < 2**32, so hh*2**32 + ll is a concatenation)

@@ -356,10 +356,12 @@ def test_mixed_dataflows():
 
 @pytest.mark.parametrize("dataflow", ["ws", "os"])
 def test_single_dataflow_builds(dataflow):
-    """A core synthesized for one dataflow only still computes its tiles."""
+    """A core synthesized for one dataflow only still computes its tiles (WS with the DSP
+    multiplier variant)."""
     seed = _seed(4000)
     rng = random.Random(seed)
-    cfg = NPUConfig(3, 4, dataflow, sp_kib=2, acc_kib=2)
+    cfg = NPUConfig(3, 4, dataflow, sp_kib=2, acc_kib=2,
+                    pe_multiplier="dsp" if dataflow == "ws" else "lut")
     p = Program(cfg, rng)
     if dataflow == "ws":
         add_ws_gemm(p, 6, 5, 6, use_d=False)
@@ -387,8 +389,8 @@ def test_ws_back_to_back_bubbles():
 
 @pytest.mark.parametrize("rc", [(8, 8), pytest.param((16, 16), marks=pytest.mark.slow)])
 def test_core_converts_to_verilog(rc):
-    """8x8 (16x16 in the slow set) cores convert in < 30 s of CPU; the array has R*C multipliers
-    shared by WS and OS, and requant adds 4 16x16 partial-product multipliers per column."""
+    """8x8 (16x16 in the slow set) cores convert in < 30 s of CPU; with the default LUT PE
+    multipliers the only '*' operators are requant's 4 16x16 partial products per column."""
     def cpu():      # CPU seconds of this process and its children (the machine is shared)
         t = os.times()
         return t.user + t.system + t.children_user + t.children_system
@@ -399,11 +401,14 @@ def test_core_converts_to_verilog(rc):
     print(f"{rc}: {len(v.splitlines())} lines, {dt:.1f} s CPU, {time.time() - w0:.1f} s wall")
     assert dt < 30
     R, C = rc
-    assert v.count(" * ") == R * C + 4 * C, f"{v.count(' * ')} multipliers for {R}x{C}"
+    assert v.count(" * ") == 4 * C, f"{v.count(' * ')} '*' operators for {R}x{C}"
 
 
-def test_array_multipliers_shared():
-    """The PE array alone needs exactly R*C multipliers with both dataflows built."""
+@pytest.mark.parametrize("mul,expect", [("dsp", 15), ("lut", 0)])
+def test_array_multipliers_shared(mul, expect):
+    """The PE array needs one multiplier per PE with both dataflows built: R*C '*' operators
+    with DSP multipliers, none with the shift-and-add (LUT) ones; the core adds 4 per column
+    (requant's 16x16 partial products)."""
     from diestack.hdl.npu.array import PEArray
-    v = to_verilog(PEArray(3, 5, "both"), "pe_array")
-    assert v.count(" * ") == 15
+    v = to_verilog(PEArray(3, 5, "both", mul), "pe_array")
+    assert v.count(" * ") == expect

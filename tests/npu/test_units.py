@@ -14,7 +14,7 @@ from diestack.hdl.common.params import ConfigError
 from diestack.hdl.npu.accumulator import Accumulator
 from diestack.hdl.npu.array import PEArray
 from diestack.hdl.npu.config import NPUConfig
-from diestack.hdl.npu.pe import PE
+from diestack.hdl.npu.pe import MUL_LATENCY, PE
 from diestack.hdl.npu.requant import LATENCY, Requant
 from diestack.hdl.npu.skew import Skew
 from diestack.hdl.npu.transposer import Transposer
@@ -62,13 +62,13 @@ def test_config_errors_name_the_field():
 
 # ---------------------------------------------------------------- PE
 
-@pytest.mark.parametrize("dataflow", ["ws", "both"])
-def test_pe_ws(dataflow):
+@pytest.mark.parametrize("dataflow,mul", [("ws", "lut"), ("both", "dsp"), ("both", "lut")])
+def test_pe_ws(dataflow, mul):
     """Preload a shadow weight, swap it in with the flag, then d_out(t+2) = d_in(t+1) + a(t) * w;
     a later shadow load does not disturb the active weight until the next flag."""
     seed = _seed(11)
     rng = random.Random(seed)
-    dut = PE(dataflow)
+    dut = PE(dataflow, mul)
 
     async def tb(ctx):
         ctx.set(dut.os, 0)
@@ -88,6 +88,8 @@ def test_pe_ws(dataflow):
             await ctx.tick()
             assert ctx.get(dut.a_out) == a and ctx.get(dut.a_flag_out) == int(swap)
             ctx.set(dut.a_in, 0); ctx.set(dut.a_valid_in, 0); ctx.set(dut.a_flag_in, 0)
+            for _ in range(MUL_LATENCY - 1):
+                await ctx.tick()
             ctx.set(dut.d_in, d)
             await ctx.tick()
             assert ctx.get(dut.d_out) == d + a * w, f"seed={seed} trial {trial}"
@@ -96,13 +98,13 @@ def test_pe_ws(dataflow):
     _run(dut, tb)
 
 
-@pytest.mark.parametrize("dataflow", ["os", "both"])
-def test_pe_os(dataflow):
+@pytest.mark.parametrize("dataflow,mul", [("os", "dsp"), ("both", "lut")])
+def test_pe_os(dataflow, mul):
     """acc += a * s_in per step; the last step moves the sum to d_out (and restarts acc);
     drain shifts d_in into d_out."""
     seed = _seed(12)
     rng = random.Random(seed)
-    dut = PE(dataflow)
+    dut = PE(dataflow, mul)
 
     async def tb(ctx):
         ctx.set(dut.os, 1)
@@ -116,8 +118,8 @@ def test_pe_os(dataflow):
                 ctx.set(dut.a_flag_in, int(t == k - 1))
                 await ctx.tick()
             ctx.set(dut.a_in, 0); ctx.set(dut.a_valid_in, 0); ctx.set(dut.a_flag_in, 0)
-            await ctx.tick()
-            await ctx.tick()
+            for _ in range(MUL_LATENCY + 1):
+                await ctx.tick()
             assert ctx.get(dut.d_out) == sum(x * y for x, y in zip(a, b)), f"seed={seed} tile {tile}"
             d = rng.randint(-2**31, 2**31 - 1)
             ctx.set(dut.d_in, d); ctx.set(dut.drain, 1)
@@ -130,11 +132,11 @@ def test_pe_os(dataflow):
 
 # ---------------------------------------------------------------- array
 
-def _ws_array_run(R, C, tiles, rng, dataflow):
+def _ws_array_run(R, C, tiles, rng, dataflow, multiplier="lut"):
     """Drive PEArray in WS with software skew: each tile preloads B (R x C) through the shadow
     chain (column j skewed by j cycles) while the previous tile still streams (R cycles after
     its first row), then streams its A rows with the swap flag on the first row. Returns list of (tile, m, row of C outputs)."""
-    dut = PEArray(R, C, dataflow)
+    dut = PEArray(R, C, dataflow, multiplier)
     out = []
     # Build the per-cycle input schedule.
     sched = {}    # cycle -> dict(a={i: (a, v, f)}, b={j: val}, shift=bool)
@@ -156,7 +158,7 @@ def _ws_array_run(R, C, tiles, rng, dataflow):
             for i in range(R):
                 at(start + mm + i)["a"][i] = (int(A[mm][i]), 1, int(mm == 0))
             for j in range(C):
-                expect.append((start + mm + R + j + 1, j, n, mm))
+                expect.append((start + mm + R + j + MUL_LATENCY, j, n, mm))
         t = start + M
         pre_start = start + R     # the next preload may start once this tile's swap wave passed
     last = max(e[0] for e in expect) + 2
@@ -183,29 +185,31 @@ def _ws_array_run(R, C, tiles, rng, dataflow):
     return res
 
 
-@pytest.mark.parametrize("R,C,dataflow", [(2, 2, "ws"), (4, 4, "both"), (3, 5, "both"), (5, 3, "ws")])
-def test_array_ws(R, C, dataflow):
+@pytest.mark.parametrize("R,C,dataflow,mul", [(2, 2, "ws", "dsp"), (4, 4, "both", "lut"),
+                                               (3, 5, "both", "dsp"), (5, 3, "ws", "lut")])
+def test_array_ws(R, C, dataflow, mul):
     seed = _seed(20 + R * 10 + C)
     rng = random.Random(seed)
     tiles = []
     for _ in range(3):
         M = rng.randint(1, 2 * (R + C))
         tiles.append((np.array([_i8(rng, R) for _ in range(M)]), np.array([_i8(rng, C) for _ in range(R)])))
-    res = _ws_array_run(R, C, tiles, rng, dataflow)
+    res = _ws_array_run(R, C, tiles, rng, dataflow, mul)
     for n, (A, B) in enumerate(tiles):
         ref = golden.gemm(A, B)
         for mm in range(A.shape[0]):
             assert res[(n, mm)] == ref[mm].tolist(), f"seed={seed} tile {n} row {mm}"
 
 
-@pytest.mark.parametrize("R,C,dataflow", [(2, 2, "os"), (4, 4, "both"), (3, 5, "both"), (5, 3, "os")])
-def test_array_os(R, C, dataflow):
+@pytest.mark.parametrize("R,C,dataflow,mul", [(2, 2, "os", "lut"), (4, 4, "both", "dsp"),
+                                               (3, 5, "both", "lut"), (5, 3, "os", "dsp")])
+def test_array_os(R, C, dataflow, mul):
     """OS with software skew: a[i] gets A[i][k] at cycle k+i, b[j] gets B[k][j] at k+j, the
     last step flagged; results drained (column j from cycle t_last + R + 2 + j), rows R-1..0.
     Two tiles back to back (K2 >= 2R so the second tile's results do not meet the drain)."""
     seed = _seed(40 + R * 10 + C)
     rng = random.Random(seed)
-    dut = PEArray(R, C, dataflow)
+    dut = PEArray(R, C, dataflow, mul)
     Ks = [rng.randint(2 * R, 2 * R + 6), rng.randint(2 * R, 2 * R + 6)]
     As = [np.array([_i8(rng, k) for _ in range(R)]) for k in Ks]
     Bs = [np.array([_i8(rng, C) for _ in range(k)]) for k in Ks]
@@ -222,8 +226,8 @@ def test_array_os(R, C, dataflow):
         tl = k0 + K - 1
         for j in range(C):
             for s in range(R):
-                drains.setdefault(tl + R + 2 + j + s, set()).add(j)
-                reads.append((tl + R + 2 + j + s, j, n, R - 1 - s))
+                drains.setdefault(tl + R + 1 + MUL_LATENCY + j + s, set()).add(j)
+                reads.append((tl + R + 1 + MUL_LATENCY + j + s, j, n, R - 1 - s))
         k0 += K
     last = max(r[0] for r in reads) + 2
     got = {}
