@@ -118,7 +118,7 @@ def read_trace(path, config):
 
 # ---- simulation ------------------------------------------------------------------------------
 
-def simulate(config, requests, *, sim=None, seed=1, workers=32, ids=4, backpressure=0.0,
+def simulate(config, requests, *, sim=None, seed=1, workers=None, ids=4, backpressure=0.0,
              on_violation="end", command_log=None, inject=(), job_dir=None, waves=None,
              verilog_dir=None):
     """Run ``requests`` through ``hbm_top`` in cocotb; return the testbench's results dict.
@@ -128,6 +128,8 @@ def simulate(config, requests, *, sim=None, seed=1, workers=32, ids=4, backpress
     """
     from ..sim import runner
     sim = runner.resolve(sim)
+    if workers is None:             # enough outstanding AXI requests to fill the queue
+        workers = max(32, config.queue_depth)
     job = Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="diestack-hbm-"))
     job.mkdir(parents=True, exist_ok=True)
     vdir = Path(verilog_dir) if verilog_dir else job / "rtl"
@@ -317,6 +319,10 @@ def _suite_configure(p):
                    help="requests per pattern (default 2000)")
     p.add_argument("--presets", default="hbm2,hbm3", help="comma-separated presets")
     p.add_argument("--patterns", default=",".join(PATTERNS), help="comma-separated patterns")
+    p.add_argument("--queue-depth", type=int_range(16, 128), default=32,
+                   help="request queue entries (default 32; 128 shows deep reordering on interleaved4)")
+    p.add_argument("--refresh", default="perbank",
+                   help="perbank (default: refresh hidden behind traffic) or allbank")
     p.add_argument("--million", action="store_true",
                    help="also run >= 1M DFI commands of random mixed traffic and require zero violations")
     p.add_argument("-o", "--out", default=None, help="JSON output (default build/hbm/bench.json)")
@@ -333,10 +339,11 @@ def _suite(args):
         check_choice("--presets", p_, tuple(PRESETS))
     for p_ in patterns:
         check_choice("--patterns", p_, PATTERNS)
+    check_choice("--refresh", args.refresh, ("allbank", "perbank"))
     rows, results = [], {}
     with progress("hbm bench", total=len(presets) * (len(patterns) + 1) + (1 if args.million else 0)) as adv:
         for preset in presets:
-            cfg = make_config(preset)
+            cfg = make_config(preset, refresh=args.refresh, queue_depth=args.queue_depth)
             for pat in patterns:
                 reqs = make_requests(pat, args.requests, cfg, seed=args.seed or 1)
                 res = simulate(cfg, reqs, sim=args.sim, seed=args.seed or 1, on_violation="count")
@@ -362,7 +369,7 @@ def _suite(args):
                          f"target <= CL+BL+4 = {t.RL + t.BL + 4}", res["timing_violations"]))
             adv()
         if args.million:
-            cfg = make_config("hbm3")
+            cfg = make_config("hbm3", refresh=args.refresh, queue_depth=args.queue_depth)
             n = 520_000
             reqs = make_requests("mixed", n, cfg, seed=args.seed or 1)
             reqs[:, 0] = np.random.default_rng(7).integers(0, cfg.timing.capacity_bytes // 64, n) * 64
