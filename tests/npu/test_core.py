@@ -412,3 +412,22 @@ def test_array_multipliers_shared(mul, expect):
     from diestack.hdl.npu.array import PEArray
     v = to_verilog(PEArray(3, 5, "both", mul), "pe_array")
     assert v.count(" * ") == expect
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", range(8))
+def test_random_programs(n):
+    """Slow sweep: random array shapes, dataflow mixes and GEMM sizes."""
+    seed = _seed(9000 + n)
+    rng = random.Random(seed)
+    R, C = rng.randint(2, 5), rng.randint(2, 5)
+    cfg = NPUConfig(R, C, "both", sp_kib=4, acc_kib=4)
+    p = Program(cfg, rng)
+    for _ in range(3):
+        M, K, N = rng.randint(1, 3 * R), rng.randint(1, 3 * R), rng.randint(1, 3 * C)
+        print(f"{R}x{C} M={M} K={K} N={N}")
+        if rng.random() < 0.5:
+            add_ws_gemm(p, M, K, N, use_d=rng.random() < 0.5)
+        else:
+            add_os_gemm(p, M, K, N, stride_extra=rng.randint(0, 2), split=rng.random() < 0.5)
+    run_program(p, seed=seed)
