@@ -110,12 +110,7 @@ class Control(wiring.Component):
         ``useful_macs_inc`` for the counters.
     """
 
-    def __init__(self, cfg):
-        if not isinstance(cfg, NPUConfig):
-            raise TypeError(f"cfg must be an NPUConfig, not {cfg!r}")
-        self._cfg = cfg
-        super().__init__({
-            "s_axil": In(AXI4LiteSignature(addr_width=12, data_width=32)),
+XX: In(AXI4LiteSignature(addr_width=12, data_width=32)),
             "irq": Out(1),
             "rd_cmd": Out(stream.Signature(rd_cmd_layout(cfg))),
             "rd_done": In(1),
@@ -133,7 +128,7 @@ class Control(wiring.Component):
         m = Module()
         cfg = self._cfg
         bus = self.s_axil
-        m.submodules.tiler = tiler = GemmTiler(cfg)
+        m.submodules.tiler = tiler = GemmTiler(cfg, serialize=getattr(self, "_serialize", False))
         m.submodules.queue = queue = SyncFIFOBuffered(width=32 * CMD_WORDS,
                                                       depth=cfg.cmd_queue_depth)
 
@@ -190,13 +185,24 @@ class Control(wiring.Component):
         # ---------------- AXI4-Lite slave ------------------------------------------------------
         push = Signal()
         wfire = Signal()
-        m.d.comb += [bus.awready.eq(bus.awvalid & bus.wvalid & ~bus.bvalid),
-                     bus.wready.eq(bus.awvalid & bus.wvalid & ~bus.bvalid),
-                     wfire.eq(bus.awvalid & bus.wvalid & ~bus.bvalid), bus.bresp.eq(0)]
+        # AW and W are captured independently (no ready depends on the other channel's valid);
+        # the write happens once both are held and the previous B response has been taken.
+        aw_full = Signal()
+        w_full = Signal()
+        aw_q = Signal(12)
+        w_q = Signal(32)
+        m.d.comb += [bus.awready.eq(~aw_full), bus.wready.eq(~w_full), bus.bresp.eq(0),
+                     wfire.eq(aw_full & w_full & ~bus.bvalid)]
+        with m.If(bus.awvalid & ~aw_full):
+            m.d.sync += [aw_q.eq(bus.awaddr), aw_full.eq(1)]
+        with m.If(bus.wvalid & ~w_full):
+            m.d.sync += [w_q.eq(bus.wdata), w_full.eq(1)]
+        with m.If(wfire):
+            m.d.sync += [aw_full.eq(0), w_full.eq(0)]
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
-        waddr = bus.awaddr[2:12]
-        wdata = bus.wdata
+        waddr = aw_q[2:12]
+        wdata = w_q
         with m.If(wfire):
             m.d.sync += bus.bvalid.eq(1)
             with m.Switch(waddr):
@@ -336,11 +342,12 @@ class Control(wiring.Component):
         with m.Elif(guard != 0):
             m.d.sync += guard.eq(guard - 1)
 
+        # The queue's read strobe comes from a register, not from FSM decoding, so that it is
+        # never undefined in 4-state simulators before the first state change.
+        m.d.comb += [queue.r_en.eq(~busy), issue.eq(~busy & queue.r_rdy)]
         with m.FSM(name="dispatch"):
             with m.State("IDLE"):
-                m.d.comb += queue.r_en.eq(1)
-                with m.If(queue.r_rdy):
-                    m.d.comb += issue.eq(1)
+                with m.If(issue):
                     m.d.sync += [cur.eq(queue.r_data), busy.eq(1)]
                     m.next = "DECODE"
             with m.State("DECODE"):

@@ -152,7 +152,8 @@ class GemmTiler(wiring.Component):
         Stall causes for the performance counters (see the module docstring).
     """
 
-    def __init__(self, cfg, *, os_kc_max=None):
+    def __init__(self, cfg, *, os_kc_max=None, serialize=False):
+        self._serialize = bool(serialize)   # debug: wait for the core to be idle after each COMPUTE
         if not isinstance(cfg, NPUConfig):
             raise TypeError(f"cfg must be an NPUConfig, not {cfg!r}")
         self._cfg = cfg
@@ -506,6 +507,12 @@ class GemmTiler(wiring.Component):
                              cmd.a_addr.eq(a_base + ex_a_off), cmd.acc_addr.eq(acc_base),
                              cmd.rows.eq(ex_mbc), cmd.k_valid.eq(ex_kval)]
                 with m.If(self.exe.ready):
+                    if self._serialize:
+                        m.next = "SER"
+                    else:
+                        next_chunk()
+            with m.State("SER"):
+                with m.If((ex_guard == 0) & self.core_idle):
                     next_chunk()
             with m.State("OS"):
                 m.d.comb += [self.exe.valid.eq(1), cmd.op.eq(ExecOp.COMPUTE),

@@ -86,6 +86,17 @@ async def run_gemms(dut):
     dut._log.info("npu %s", info)
     await drv.enable_irq(True)
 
+    if os.environ.get("DIESTACK_NPU_DEBUG"):
+        async def mon():
+            c = 0
+            while True:
+                await RisingEdge(dut.clk)
+                c += 1
+                ev = {n: int(getattr(dut.control, n).value) if getattr(dut.control, n).value.is_resolvable else -1 for n in
+                      ("issue", "cmd_done", "perf_clear", "busy", "push")}
+                if any(ev[n] for n in ("issue", "cmd_done", "perf_clear", "push")):
+                    dut._log.info("cycle %d %s", c, ev)
+        cocotb.start_soon(mon())
     base = 0x1000
     for d, gj, a, b, dm in gemms:
         m, k = a.shape
