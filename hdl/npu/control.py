@@ -110,7 +110,13 @@ class Control(wiring.Component):
         ``useful_macs_inc`` for the counters.
     """
 
-XX: In(AXI4LiteSignature(addr_width=12, data_width=32)),
+    def __init__(self, cfg, *, serialize=False):
+        if not isinstance(cfg, NPUConfig):
+            raise TypeError(f"cfg must be an NPUConfig, not {cfg!r}")
+        self._cfg = cfg
+        self._serialize = bool(serialize)   # debug: the tiler waits for the core after each COMPUTE
+        super().__init__({
+            "s_axil": In(AXI4LiteSignature(addr_width=12, data_width=32)),
             "irq": Out(1),
             "rd_cmd": Out(stream.Signature(rd_cmd_layout(cfg))),
             "rd_done": In(1),
@@ -128,7 +134,7 @@ XX: In(AXI4LiteSignature(addr_width=12, data_width=32)),
         m = Module()
         cfg = self._cfg
         bus = self.s_axil
-        m.submodules.tiler = tiler = GemmTiler(cfg, serialize=getattr(self, "_serialize", False))
+        m.submodules.tiler = tiler = GemmTiler(cfg, serialize=self._serialize)
         m.submodules.queue = queue = SyncFIFOBuffered(width=32 * CMD_WORDS,
                                                       depth=cfg.cmd_queue_depth)
 
