@@ -12,11 +12,15 @@
 * ``diestack bench sweep [--configs N] [--workers 1,2,4] [--json]`` -- evaluation throughput in
   process and on LocalClusters of 1, 2 and 4 workers, then one sweep of N (default 1M)
   configurations through a LocalCluster; prints a table and writes build/system/bench_sweep.json.
+  Before each cluster size a CPU probe (n busy processes) measures how many cores the host
+  actually grants n processes at that moment, so a flat scaling curve on a loaded host can be
+  told apart from overhead in the sweep.
 """
 
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..hdl.common.params import ConfigError
@@ -167,6 +171,24 @@ def _bench_spec(n):
     return sw.spec_from_dict(d)
 
 
+def _spin(_):
+    """A fixed pure-Python CPU load; returns (CPU seconds, wall seconds)."""
+    c, w = time.process_time(), time.perf_counter()
+    x = 0
+    for i in range(4_000_000):
+        x += i
+    return time.process_time() - c, time.perf_counter() - w
+
+
+def cpu_share(n):
+    """Cores' worth of CPU that ``n`` busy processes actually get on this host right now."""
+    from multiprocessing import get_context
+    w = time.perf_counter()
+    with get_context("fork").Pool(n) as pool:
+        res = pool.map(_spin, range(n))
+    return sum(c for c, _ in res) / (time.perf_counter() - w)
+
+
 def _bench(args):
     from ..packaging import sweep as sw
     from .cli import UsageError, emit_json, progress, say
@@ -191,13 +213,15 @@ def _bench(args):
     say(f"  local          {res.n_configs:>10,} in {res.seconds:7.2f} s  {res.configs_per_s:>12,.0f}/s "
         f"({res.n_configs / res.eval_seconds:,.0f} per CPU-second of evaluation)")
     for w in sizes:
+        share = cpu_share(w)
         res = sw.run_sweep(spec, executor="dask", workers=w, keep=False)
         rows.append({"executor": "dask-localcluster", "workers": w, "configs": res.n_configs,
                      "seconds": res.seconds, "configs_per_s": res.configs_per_s,
                      "eval_cpu_seconds": res.eval_seconds,
-                     "configs_per_cpu_s": res.n_configs / res.eval_seconds})
+                     "configs_per_cpu_s": res.n_configs / res.eval_seconds,
+                     "host_cores_available_to_n_processes": share})
         say(f"  dask {w} worker{'s' if w > 1 else ' '} {res.n_configs:>10,} in {res.seconds:7.2f} s  "
-            f"{res.configs_per_s:>12,.0f}/s")
+            f"{res.configs_per_s:>12,.0f}/s   (a {w}-process CPU probe got {share:.2f} cores)")
     big = _bench_spec(args.configs)
     big_out = out_dir / "bench_sweep_1m.csv"
     with progress(f"sweep {big.size:,}", total=big.size) as advance:
@@ -206,20 +230,22 @@ def _bench(args):
     big_row = {"configs": res.n_configs, "feasible": res.n_feasible, "workers": res.workers,
                "seconds_including_csv": res.seconds, "configs_per_s": res.configs_per_s,
                "csv": str(big_out), "pareto_points": len(res.front)}
-    say(f"  1M sweep: {res.n_configs:,} configurations ({res.n_feasible:,} feasible) through a "
+    say(f"  large sweep: {res.n_configs:,} configurations ({res.n_feasible:,} feasible) through a "
         f"{res.workers}-worker LocalCluster in {res.seconds:.1f} s (with CSV output)")
     report = {"cores": os.cpu_count(), "load_average_1_5_15": list(os.getloadavg()),
               "load_average_at_start": load0, "scaling": rows, "large_sweep": big_row,
               "target_configs_per_s_per_core": 10000}
     write_json(out_dir / "bench_sweep.json", report)
-    table = ["| executor | workers | configs | wall s | configs/s (wall) | configs per CPU-s |",
-             "|---|---|---|---|---|---|"]
+    table = ["| executor | workers | configs | wall s | configs/s (wall) | configs per CPU-s "
+             "| cores a same-size CPU probe got |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        probe = r.get("host_cores_available_to_n_processes")
         table.append(f"| {r['executor']} | {r['workers']} | {r['configs']:,} | {r['seconds']:.2f} | "
-                     f"{r['configs_per_s']:,.0f} | {r['configs_per_cpu_s']:,.0f} |")
+                     f"{r['configs_per_s']:,.0f} | {r['configs_per_cpu_s']:,.0f} | "
+                     f"{'' if probe is None else f'{probe:.2f}'} |")
     table.append(f"| dask-localcluster, large sweep + CSV | {big_row['workers']} | "
                  f"{big_row['configs']:,} | {big_row['seconds_including_csv']:.2f} | "
-                 f"{big_row['configs_per_s']:,.0f} | |")
+                 f"{big_row['configs_per_s']:,.0f} | | |")
     print("\n".join(table), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         emit_json(report)
