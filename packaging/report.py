@@ -110,34 +110,7 @@ def analyse(system, tech=None, *, workloads=DEFAULT_WORKLOADS, thermal_resolutio
 _COLOURS = {"compute": "#4e79a7", "memory": "#f28e2b", "io": "#59a14f"}
 
 
-def ensure_pypa_packaging():
-    """Make ``import packaging`` mean PyPA's ``packaging`` (needed by matplotlib and dask).
-
-    When the repository root is on ``sys.path`` (``python -c`` in the repo, or pytest's rootdir
-    insertion for the ``tests`` package), our ``packaging/`` folder would shadow PyPA's module.
-    Our own code always imports it as ``diestack.packaging``, so binding the top-level name to
-    PyPA's copy found outside the repository is safe.
-    """
-    import importlib.machinery
-    import importlib.util
-    import sys
-    mod = sys.modules.get("packaging")
-    repo = Path(__file__).resolve().parent.parent
-    if mod is not None and Path(getattr(mod, "__file__", "") or "").resolve().parent.parent != repo:
-        return
-    paths = [p for p in sys.path if Path(p or ".").resolve() != repo]
-    spec = importlib.machinery.PathFinder.find_spec("packaging", paths)
-    if spec is None:
-        return
-    for name in [n for n in sys.modules if n == "packaging" or n.startswith("packaging.")]:
-        del sys.modules[name]
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["packaging"] = mod
-    spec.loader.exec_module(mod)
-
-
 def _plt():
-    ensure_pypa_packaging()
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -528,8 +528,6 @@ def run_sweep(spec, *, executor="local", scheduler=None, workers=None, out=None,
             for s, e in tasks:
                 consume(_eval_task(spec, s, e, want_csv))
         elif executor == "dask":
-            from .report import ensure_pypa_packaging
-            ensure_pypa_packaging()
             from dask.distributed import Client, LocalCluster, as_completed
             cluster = None
             if scheduler:

@@ -133,8 +133,6 @@ def test_local_and_dask_agree(tmp_path):
 
 def test_existing_scheduler_address(tmp_path):
     """--scheduler path: connect to a running scheduler instead of starting a cluster."""
-    from diestack.packaging.report import ensure_pypa_packaging
-    ensure_pypa_packaging()
     from dask.distributed import LocalCluster
     s = spec()
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
