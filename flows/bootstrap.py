@@ -86,6 +86,8 @@ def main(argv):
     if verb == "shell":
         return subprocess.run([env.get("SHELL", "/bin/sh"), *rest], env=env, cwd=ROOT).returncode
     warm_tool_caches(py)
+    # Two pytest workers on two cores: a threaded BLAS per worker only oversubscribes them.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     if shutil.which("iverilog") is None:
         say("Icarus Verilog (iverilog) is not installed: its tests will be skipped")
     jobs = env.get("DIESTACK_TEST_JOBS", "2")
