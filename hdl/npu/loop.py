@@ -512,7 +512,9 @@ class GemmTiler(wiring.Component):
                     else:
                         next_chunk()
             with m.State("SER"):
-                with m.If((ex_guard == 0) & self.core_idle):
+                with m.If(ex_guard != 0):
+                    m.d.sync += ex_guard.eq(ex_guard - 1)
+                with m.Elif(self.core_idle):
                     next_chunk()
             with m.State("OS"):
                 m.d.comb += [self.exe.valid.eq(1), cmd.op.eq(ExecOp.COMPUTE),
