@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adapter import COUNTERS, D2DAdapter, D2DConfig
 from .lanes import LaneConfig, spare_layout
-from .training import D2DPhy, State
+from .training import D2DPhy
 
 __all__ = ["D2DTop", "D2DPair", "LatencyMonitor", "SPARES_PER_GROUP", "lane_config", "PHY_PORTS"]
 
