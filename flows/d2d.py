@@ -24,7 +24,7 @@ DEFAULT_FLIGHT = 4          # channel latency in cycles used by the simulations 
 BER_SWEEP = (0.0, 1e-6, 1e-5, 3e-5, 1e-4)
 FLITS = ("68", "256", "256lo", "raw")
 # the modules the generated d2d_top / d2d_pair Verilog depends on (the generation cache key)
-GEN_SOURCES = ("adapter", "credit", "crc", "flit", "lanes", "retry", "top")
+GEN_SOURCES = ("adapter", "credit", "crc", "flit", "lanes", "retry", "sideband", "top", "training")
 
 
 def make_config(lanes=16, flit="256", *, flight=DEFAULT_FLIGHT, **kw):
