@@ -95,13 +95,14 @@ def test_scalesim_model_matches_reference_example():
     assert scalesim_cycles(128, 256, 512, 16, 16, "os") == 69375
 
 
-def test_gemm_runs_and_matches(tmp_path, capsys):
+def test_gemm_runs_and_matches(tmp_path, capfd):
     if "verilator" not in runner.available():
         pytest.skip("verilator is not installed")
     print(f"seed {SEED}")
     a, b, args = _files(tmp_path, d=np.arange(30, dtype=np.int32).reshape(5, 6))
     assert main(args + ["--requant", "5,6", "--relu", "--json", "--seed", str(SEED)]) == 0
-    out = json.loads(capsys.readouterr().out)
+    text = capfd.readouterr().out
+    out = json.loads(text[text.index("{"):])
     for key in ("cycles", "compute_cycles", "macs", "utilization", "counters"):
         assert key in out
     c = np.load(tmp_path / "C.npy")
