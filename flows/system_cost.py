@@ -88,7 +88,7 @@ def register(cli):
         p.add_argument("--out", default=None, help="JSON output (default build/bench/cost.json)")
         add_json_arg(p)
 
-    cli.stage("system validate", "system model vs published H100/H200/B200/MI300X/M1 Ultra figures",
+    cli.stage("validate", "system model vs published H100/H200/B200/MI300X/M1 Ultra figures",
               stage_validate)
 
     cli.verb("bench", "cost", "configurations/s of the vectorised cost + performance evaluation (one core)",
