@@ -76,7 +76,11 @@ def _min(a, b):
 
 
 class _SeqDiv(wiring.Component):
-    """Unsigned restoring divider: ``q = a // b`` ``width`` cycles after ``start``."""
+    """Unsigned restoring divider: ``q = a // b`` ``width`` cycles after ``start``.
+
+    ``a`` and ``b`` are sampled in the ``start`` cycle only (both are latched), so the caller
+    may drive them just for that cycle.
+    """
 
     def __init__(self, width):
         self._w = width
@@ -89,13 +93,16 @@ class _SeqDiv(wiring.Component):
         rem = Signal(w + 1)
         num = Signal(w)
         cnt = Signal(range(w + 1))
+        den = Signal(w)
         busy = Signal()
         trial = Cat(num[w - 1], rem[:w])
         with m.If(self.start):
-            m.d.sync += [rem.eq(0), num.eq(self.a), cnt.eq(w), busy.eq(1), self.q.eq(0)]
+            m.d.sync += [rem.eq(0), num.eq(self.a), den.eq(self.b), cnt.eq(w), busy.eq(1),
+                         self.q.eq(0)]
         with m.Elif(busy):
-            with m.If(trial >= self.b):
-                m.d.sync += [rem.eq(trial - self.b), self.q.eq(Cat(1, self.q[:w - 1]))]
+            # the divisor is the latched ``den``: ``b`` is only driven in the start cycle
+            with m.If(trial >= den):
+                m.d.sync += [rem.eq(trial - den), self.q.eq(Cat(1, self.q[:w - 1]))]
             with m.Else():
                 m.d.sync += [rem.eq(trial), self.q.eq(Cat(0, self.q[:w - 1]))]
             m.d.sync += [num.eq(num << 1), cnt.eq(cnt - 1)]

@@ -82,15 +82,64 @@ def test_gemm_4x4_icarus(tmp_path):
     _run(NPUConfig(rows=4, cols=4), random_gemms(rng, shapes), "icarus", SEED + 1, tmp_path, 0.3)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason="known bug under investigation: with more than 16 K tiles (K > 16R) "
-                          "the first ceil(K/R)-16 K tiles land 16 rows off", strict=False)
 def test_gemm_4x4_long_k_verilator(tmp_path):
+    """K > 16R: more K chunks than fit the scratchpad at the accumulator-capped block size.
+    Regression: the tiler's divider lost its divisor after the start cycle, so Mb was always
+    the accumulator cap and the A chunks of long-K blocks wrapped around the scratchpad."""
     _need("verilator")
     rng = np.random.default_rng(SEED + 7)
     gemms = [Gemm(_mat(rng, (4, 96)), _mat(rng, (96, 5)), dataflow="ws"),
-             Gemm(_mat(rng, (9, 300)), _mat(rng, (300, 6)), dataflow="os")]
-    _run(NPUConfig(rows=4, cols=4), gemms, "verilator", SEED + 7, tmp_path, 0.0)
+             Gemm(_mat(rng, (9, 300)), _mat(rng, (300, 6)), dataflow="os"),
+             Gemm(_mat(rng, (7, 68)), _mat(rng, (68, 3)), dataflow="ws", pad=3)]
+    _run(NPUConfig(rows=4, cols=4), gemms, "verilator", SEED + 7, tmp_path, 0.2)
+
+
+@pytest.mark.slow
+def test_gemm_4x4_m_blocks_verilator(tmp_path):
+    """More than one M block (Mb = floor(A_half / ceil(K/R)) = 109 rows in WS, 108 in OS at
+    K = 300 on the default 4x4 config): both A halves and both accumulator halves are used.
+    Two blocks in WS; three in WS and OS with N over two tiles, +D, requant."""
+    _need("verilator")
+    rng = np.random.default_rng(SEED + 8)
+    gemms = [Gemm(_mat(rng, (111, 300)), _mat(rng, (300, 2)), dataflow="ws"),
+             Gemm(_mat(rng, (230, 300)), _mat(rng, (300, 5)), dataflow="ws"),
+             Gemm(_mat(rng, (230, 300)), _mat(rng, (300, 6)), _mat(rng, (230, 6), np.int32),
+                  dataflow="os", requant=(int(rng.integers(1, 2**15)), 20), relu=True)]
+    _run(NPUConfig(rows=4, cols=4), gemms, "verilator", SEED + 8, tmp_path, 0.2)
+
+
+def test_seq_div_latches_operands():
+    """The tiler's sequential divider against Python ``//``, with ``a``/``b`` driven only in
+    the start cycle (as the tiler drives them) and garbage afterwards."""
+    from amaranth.sim import Simulator
+    from diestack.hdl.npu.loop import _SeqDiv
+
+    rng = random.Random(SEED)
+    print(f"seed {SEED}")
+    cases = [(99, 4), (8184, 24), (8184, 17), (2016, 16), (0, 3), (2**20 - 1, 1), (5, 9)]
+    cases += [(rng.randrange(2**20), rng.randrange(1, 2**12)) for _ in range(20)]
+    dut = _SeqDiv(20)
+    got = []
+
+    async def tb(ctx):
+        for a, b in cases:
+            ctx.set(dut.start, 1)
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.a, rng.randrange(2**20))
+            ctx.set(dut.b, rng.randrange(2**20))
+            while not ctx.get(dut.done):
+                await ctx.tick()
+            got.append(ctx.get(dut.q))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    for (a, b), q in zip(cases, got):
+        assert q == a // b, f"seed {SEED}: {a} // {b} gave {q}"
 
 
 @pytest.mark.slow
