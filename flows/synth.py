@@ -7,7 +7,7 @@ metrics:
 - generic: ``cells``, ``ffs``, ``transistors_est`` (yosys ``abc -g cmos2; stat -tech cmos``;
   flip-flops are not in yosys's transistor count, so we add 24 per DFF bit, a static CMOS
   master-slave D flip-flop with reset), ``memory_bits`` (memories are kept as ``$mem`` cells and
-  reported as bits, not mapped to flip-flops).
+  reported as bits, not mapped to flip-flops; each bit adds a 6T SRAM cell to the estimate).
 - ecp5: ``dsps``, ``brams``, ``carries`` from yosys ``synth_ecp5``; ``luts`` (LUT4s, carry
   halves included, as nextpnr's TRELLIS_COMB count), ``ffs``, ``fmax_mhz`` and utilisation from
   nextpnr on an LFE5U-85F (``--85k``, out of context).
@@ -22,6 +22,7 @@ __all__ = ["TARGETS", "synthesize", "yosys_cmd", "nextpnr_cmd"]
 
 TARGETS = ("generic", "ecp5")
 DFF_TRANSISTORS = 24
+SRAM_TRANSISTORS_PER_BIT = 6   # 6T SRAM cell; memories are kept as $mem cells, not mapped to FFs
 
 
 def _tool(name):
@@ -49,6 +50,19 @@ def _cells(stat, top):
     return mod, mod.get("cells_by_type", mod.get("num_cells_by_type", {}))
 
 
+def _memory_bits(path):
+    """Total WIDTH x SIZE of the $mem_v2 cells in a yosys JSON netlist."""
+    if not path.exists():
+        return 0
+    bits = 0
+    for mod in json.loads(path.read_text()).get("modules", {}).values():
+        for cell in mod.get("cells", {}).values():
+            if cell.get("type") == "$mem_v2":
+                p = cell.get("parameters", {})
+                bits += int(str(p.get("WIDTH", "0")), 2) * int(str(p.get("SIZE", "0")), 2)
+    return bits
+
+
 def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", seed=1,
                timeout=3600):
     """Synthesize ``top`` from ``verilog_path`` for ``target``; fill ``step.metrics`` and return it."""
@@ -60,10 +74,13 @@ def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", s
     m = step.metrics
     m.update(design=step.design, top=top, target=target)
     if target == "generic":
-        script = (f"read_verilog -sv top.v; hierarchy -top {top}; "
-                  f"synth -flatten -top {top} -run :fine; memory -nomap; "
-                  f"synth -flatten -top {top} -run fine:; "
+        # yosys's `synth` runs memory_map in its "fine" step, which turns every RAM bit into
+        # flip-flops and muxes (millions of cells for a scratchpad). Run the coarse part, then the
+        # fine steps without memory_map: memories stay $mem cells, counted as memory bits.
+        script = (f"read_verilog -sv top.v; synth -flatten -top {top} -run :fine; "
+                  "opt -fast -full; techmap; opt -fast; abc; opt -fast; "
                   "tee -q -o stat_gates.json stat -json; "
+                  "select t:$mem_v2; write_json -selected memories.json; select -clear; "
                   "abc -g cmos2; opt_clean; tee -q -o stat_cmos.json stat -json -tech cmos")
         step.run([yosys_cmd(), "-q", "-l", "yosys.log", "-p", script], cwd=step.dir, timeout=timeout)
         gates = json.loads(step.path("stat_gates.json").read_text())
@@ -78,8 +95,9 @@ def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", s
             if isinstance(cmod.get("estimated_num_transistors"), str) \
             else int(cmod.get("estimated_num_transistors", 0))
         m["transistors_logic"] = logic
-        m["transistors_est"] = logic + DFF_TRANSISTORS * int(ffs)
-        m["memory_bits"] = int(gmod.get("num_memory_bits", 0))
+        m["memory_bits"] = _memory_bits(step.path("memories.json"))
+        m["transistors_est"] = (logic + DFF_TRANSISTORS * int(ffs)
+                                + SRAM_TRANSISTORS_PER_BIT * m["memory_bits"])
     else:
         step.run([yosys_cmd(), "-q", "-l", "yosys.log", "-p",
                   f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top_ecp5.json; "

@@ -19,3 +19,20 @@ class MAC(wiring.Component):
         with m.Else():
             m.d.sync += self.acc.eq(self.acc + self.a * self.b)
         return m
+
+
+class RAM(wiring.Component):
+    """A 256 x 16-bit synchronous RAM: synthesis must keep it as memory, not flip-flops."""
+    addr: In(8)
+    wdata: In(16)
+    we: In(1)
+    rdata: Out(16)
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=16, depth=256, init=[])
+        w, r = mem.write_port(), mem.read_port()
+        m.d.comb += [w.addr.eq(self.addr), w.data.eq(self.wdata), w.en.eq(self.we),
+                     r.addr.eq(self.addr), self.rdata.eq(r.data)]
+        return m

@@ -12,7 +12,7 @@ from diestack.hdl.common.params import ConfigError
 from diestack.hdl.common.verilog import to_verilog
 from diestack.sim import runner
 
-from .mac_design import MAC
+from .mac_design import MAC, RAM
 
 SEED = int(os.environ.get("DIESTACK_SEED", random.randrange(2**31)))
 
@@ -69,6 +69,17 @@ def test_synth_generic_and_ecp5(mac_verilog, tmp_path):
     assert e["ffs"] == 32 and e["dsps"] == 1   # one 8x8 multiply fits one MULT18X18D
     assert e["fmax_mhz"] > 50
     assert (tmp_path / "mac" / "synth_ecp5" / "replay.sh").read_text().count("yowasp") == 2
+
+
+def test_synth_generic_keeps_memories(tmp_path):
+    from diestack.flows.synth import SRAM_TRANSISTORS_PER_BIT, synthesize
+    src = tmp_path / "ram_top.v"
+    src.write_text(to_verilog(RAM(), "ram_top"))
+    with Step("ram", "synth_generic", root=tmp_path) as s:
+        g = synthesize(src, "ram_top", "generic", s)
+    assert g["memory_bits"] == 256 * 16
+    assert g["ffs"] < 64                       # not 4096 flip-flops: the RAM stayed a $mem cell
+    assert g["transistors_est"] >= SRAM_TRANSISTORS_PER_BIT * 256 * 16
 
 
 def test_cli_exit_codes(capsys):
