@@ -199,10 +199,3 @@ def _wants_cli(fn):
     except (TypeError, ValueError):
         return False
 
-
-def entry():
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    entry()
