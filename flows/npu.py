@@ -177,37 +177,68 @@ def _gemm(args):
 
 # ---------------------------------------------------------------- synth --------------------------
 
+SYNTH_UNITS = ("array", "core", "top")
+
+
 def _synth_configure(p):
     _array_args(p)
     p.add_argument("--target", choices=("generic", "ecp5"), default="generic",
                    help="generic gates (yosys) or ECP5-85k (yosys + nextpnr)")
+    p.add_argument("--unit", choices=SYNTH_UNITS, default="top",
+                   help="what to synthesize: the systolic array unit (PE grid + skew + deskew, "
+                        "registered at its boundary), the core (array + scratchpad + accumulator "
+                        "+ sequencer) or the whole npu_top (default)")
+    p.add_argument("--multiplier", choices=("lut", "dsp"), default="lut",
+                   help="PE multiplier: pipelined LUT shift-and-add or DSP (MULT18X18D on ECP5)")
     p.add_argument("--freq", type=float, default=150.0, help="nextpnr target MHz (ecp5)")
     add_json_arg(p)
 
 
-def synth_npu(cfg, target, freq=150.0):
-    from ..hdl.npu.top import NPUTop
+def synth_unit(cfg, unit):
+    """(component, Verilog top module name) of one synthesizable NPU unit."""
+    if unit == "array":
+        from ..hdl.npu.array import SystolicArray
+        return SystolicArray(cfg.rows, cfg.cols, cfg.dataflow, cfg.pe_multiplier,
+                             io_regs=True), "npu_array"
+    if unit == "core":
+        from ..hdl.npu.core import Core
+        return Core(cfg), "npu_core"
+    if unit == "top":
+        from ..hdl.npu.top import NPUTop
+        return NPUTop(cfg), "npu_top"
+    raise UsageError(f"--unit: must be one of {', '.join(SYNTH_UNITS)}, not {unit!r}")
+
+
+def synth_npu(cfg, target, freq=150.0, unit="top"):
+    """Synthesize one NPU unit of ``cfg`` for ``target``; returns (metrics, step folder)."""
     from ..hdl.common.verilog import to_verilog
     from .synth import synthesize
-    design = f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
-    with Step(design, f"synth_{target}") as step:
+    comp, top = synth_unit(cfg, unit)
+    design = (f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
+              + ("" if cfg.pe_multiplier == "lut" else f"_{cfg.pe_multiplier}"))
+    step_name = f"synth_{target}" + ("" if unit == "top" else f"_{unit}")
+    with Step(design, step_name) as step:
         v = step.path("top.v")
-        v.write_text(to_verilog(NPUTop(cfg), "npu_top"))
-        m = synthesize(v, "npu_top", target, step, freq_mhz=freq)
-        m.update(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow)
+        v.write_text(to_verilog(comp, top))
+        m = synthesize(v, top, target, step, freq_mhz=freq)
+        m.update(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, unit=unit,
+                 pe_multiplier=cfg.pe_multiplier)
     return dict(m), step.dir
 
 
 def _synth(args):
-    cfg = _cfg(args)
-    say(f"synth npu {cfg.rows}x{cfg.cols} ({cfg.dataflow}) for {args.target}: this takes minutes")
-    m, d = synth_npu(cfg, args.target, args.freq)
+    cfg = _cfg(args, pe_multiplier=args.multiplier)
+    if not 1 <= args.freq <= 1000:
+        raise UsageError(f"--freq: must be 1..1000 MHz, not {args.freq}")
+    say(f"synth npu {args.unit} {cfg.rows}x{cfg.cols} ({cfg.dataflow}, {cfg.pe_multiplier} "
+        f"multipliers) for {args.target}: this takes minutes")
+    m, d = synth_npu(cfg, args.target, args.freq, unit=args.unit)
     m["step_dir"] = str(d)
     if args.json:
         emit_json(m)
     else:
-        keys = (("cells", "ffs", "transistors_est") if args.target == "generic"
-                else ("luts", "ffs", "dsps", "brams", "fmax_mhz"))
+        keys = (("unit", "cells", "ffs", "transistors_est") if args.target == "generic"
+                else ("unit", "luts", "ffs", "dsps", "brams", "fmax_mhz"))
         print("  ".join(f"{k}={m.get(k)}" for k in keys))
     return 0
 

@@ -99,8 +99,12 @@ def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", s
         m["transistors_est"] = (logic + DFF_TRANSISTORS * int(ffs)
                                 + SRAM_TRANSISTORS_PER_BIT * m["memory_bits"])
     else:
+        # `opt_clean -purge` before the LUT mapping: ABC9's AIGER reader renames a wire `x` to
+        # `x[0]` and asserts when the design also has a wire named `x[0]` (YosysHQ/yosys#4349,
+        # workaround given there; seen on the NPU array unit).
         step.run([yosys_cmd(), "-q", "-l", "yosys.log", "-p",
-                  f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top_ecp5.json; "
+                  f"read_verilog -sv top.v; synth_ecp5 -top {top} -run :map_luts; "
+                  f"opt_clean -purge; synth_ecp5 -top {top} -run map_luts: -json top_ecp5.json; "
                   "tee -q -o stat_ecp5.json stat -json"], cwd=step.dir, timeout=timeout)
         stat = json.loads(step.path("stat_ecp5.json").read_text())
         _, cells = _cells(stat, top)

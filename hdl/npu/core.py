@@ -161,11 +161,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import Accumulator
-from .array import PEArray
+from .array import COL_LAYOUT, LANE_LAYOUT, SystolicArray
 from .pe import MUL_LATENCY
 from .requant import Requant, LATENCY as REQUANT_LATENCY
 from .scratchpad import Scratchpad
-from .skew import Skew
 from .transposer import Transposer
 
 __all__ += ["Core"]
@@ -179,7 +178,8 @@ class Core(wiring.Component):
     requant, and the tile-command sequencer (semantics in the module docstring).
 
     Latency: a WS A row issued at cycle t (the cycle after its COMPUTE is accepted, then one row
-    per cycle) reaches the accumulator write stage at ``t + R + C + 5`` and lands in the memory
+    per cycle) reaches the accumulator write stage at ``t + R + C + 3 + MUL_LATENCY`` (R + C + 7
+    with the 4-cycle PE multiplier, :data:`.pe.MUL_LATENCY`) and lands in the memory
     3 cycles later. OS results drain R cycles after a tile's last K step, same path.
 
     Members
@@ -220,7 +220,7 @@ class Core(wiring.Component):
     def cfg(self):
         return self._cfg
 
-    #: Cycles from a WS row issue to the accumulator write stage (R + C + 5).
+    #: Cycles from a WS row issue to the accumulator write stage (R + C + 3 + MUL_LATENCY).
     @property
     def write_latency(self):
         return self._cfg.rows + self._cfg.cols + 3 + MUL_LATENCY
@@ -234,13 +234,8 @@ class Core(wiring.Component):
 
         m.submodules.sp = sp = Scratchpad(cfg)
         m.submodules.acc = acc = Accumulator(cfg)
-        m.submodules.array = arr = PEArray(R, C, cfg.dataflow, cfg.pe_multiplier)
-        lane = data.StructLayout({"a": signed(8), "v": 1, "f": 1})
-        col = data.StructLayout({"b": signed(8), "sh": 1})
-        m.submodules.skew_a = skew_a = Skew(R, lane, base=1)
-        m.submodules.skew_b = skew_b = Skew(C, col, base=1)
-        m.submodules.skew_drain = skew_drain = Skew(C, unsigned(1), base=0)
-        m.submodules.deskew = deskew = Skew(C, signed(32), base=0, reverse=True)
+        m.submodules.array = arr = SystolicArray(R, C, cfg.dataflow, cfg.pe_multiplier)
+        lane, col = LANE_LAYOUT, COL_LAYOUT
         m.submodules.requant = rq = Requant(C)
         if has_os:
             m.submodules.transposer = tr = Transposer(R)
@@ -255,12 +250,13 @@ class Core(wiring.Component):
         # ---- mode ----
         cur_os = Signal(init=0 if has_ws else 1)
         m.d.comb += arr.os.eq(cur_os)
-        flush = Signal(range(R + C + 16))          # cycles until the array/pipeline is empty
+        flush_len = R + C + 13 + MUL_LATENCY       # > the write-control delay line (L below)
+        flush = Signal(range(flush_len + 1))       # cycles until the array/pipeline is empty
         with m.If(flush != 0):
             m.d.sync += flush.eq(flush - 1)
         issued = Signal()                         # something entered the pipeline this cycle
         with m.If(issued):
-            m.d.sync += flush.eq(R + C + 15)
+            m.d.sync += flush.eq(flush_len)
 
         # ---- front pipeline words ----
         front = data.StructLayout({
@@ -436,12 +432,7 @@ class Core(wiring.Component):
         for j in range(C):
             m.d.sync += [b_reg[j].b.eq(Mux(f2.b_valid & f2.b_rowok & f2.nmask[j], rb[8 * j:8 * j + 8], 0)),
                          b_reg[j].sh.eq(f2.b_valid | cur_os)]
-        m.d.comb += [skew_a.i.eq(a_reg), skew_b.i.eq(b_reg)]
-        for i in range(R):
-            m.d.comb += [arr.a[i].eq(skew_a.o[i].a), arr.a_valid[i].eq(skew_a.o[i].v),
-                         arr.a_flag[i].eq(skew_a.o[i].f)]
-        for j in range(C):
-            m.d.comb += [arr.b[j].eq(skew_b.o[j].b), arr.s_shift[j].eq(skew_b.o[j].sh)]
+        m.d.comb += [arr.a.eq(a_reg), arr.b.eq(b_reg)]
 
         # ---- write-control delay line, drain, deskew ----
         L = R + C + 3 + MUL_LATENCY
@@ -451,17 +442,14 @@ class Core(wiring.Component):
         for k in range(2, L):
             m.d.sync += dl[k].eq(dl[k - 1])
         tap_drain = dl[R + 3 + MUL_LATENCY]
-        m.d.comb += skew_drain.i.eq(Mux(cur_os, tap_drain.drain, 0).replicate(C))
-        for j in range(C):
-            m.d.comb += arr.drain[j].eq(skew_drain.o[j])
-        m.d.comb += deskew.i.eq(arr.d_out)
+        m.d.comb += arr.drain.eq(Mux(cur_os, tap_drain.drain, 0))
         tap = dl[L - 1]
 
         # ---- accumulator writes: array first, then acc_w ----
         m.d.comb += self.acc_w.ready.eq(~tap.we)
         with m.If(tap.we):
             m.d.comb += [acc.w_valid.eq(1), acc.w_acc.eq(tap.acc), acc.w_addr.eq(tap.addr),
-                         acc.w_data.eq(deskew.o), acc.w_mask.eq(tap.nmask)]
+                         acc.w_data.eq(arr.d), acc.w_mask.eq(tap.nmask)]
         with m.Else():
             m.d.comb += [acc.w_valid.eq(self.acc_w.valid), acc.w_acc.eq(self.acc_w.payload.accumulate),
                          acc.w_addr.eq(self.acc_w.payload.addr), acc.w_data.eq(self.acc_w.payload.data),

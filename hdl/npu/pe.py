@@ -12,8 +12,10 @@ from .config import DATAFLOWS
 
 __all__ = ["PE", "MUL_LATENCY", "MULTIPLIERS"]
 
-#: Cycles from the operands (``a_in`` and the weight/B) to the registered product.
-MUL_LATENCY = 2
+#: Cycles from the operands (``a_in`` and the weight/B) to the registered product: an operand
+#: register, then one adder level per stage (pairs, quads, product), so that no path between
+#: registers holds more than one short carry chain (ECP5 at >= 150 MHz).
+MUL_LATENCY = 4
 #: ``"lut"``: shift-and-add in logic, pipelined (no DSP block: an FPGA's DSP columns add long
 #: routes and ~4 ns of combinational delay on ECP5, and 16x16 needs more DSPs than an
 #: ECP5-85k has); ``"dsp"``: an ``a * b`` operator for the synthesizer to map (register after).
@@ -65,6 +67,9 @@ class PE(wiring.Component):
         Partial sum (WS) or drained result (OS) chain.
     s_shift, drain, os : In(1)
         Column controls (``drain`` only with OS support, ``os`` selects the mode with "both").
+    os_out : Out(1)
+        Registered copy of ``os`` for the right neighbour (the mode travels along the row like
+        the data, so that no single register drives every PE).
     """
 
     a_in: In(signed(8))
@@ -80,6 +85,7 @@ class PE(wiring.Component):
     s_shift: In(1)
     drain: In(1)
     os: In(1)
+    os_out: Out(1)
 
     def __init__(self, dataflow="both", multiplier="lut"):
         if dataflow not in DATAFLOWS:
@@ -109,6 +115,7 @@ class PE(wiring.Component):
             self.a_out.eq(self.a_in),
             self.a_valid_out.eq(self.a_valid_in),
             self.a_flag_out.eq(self.a_flag_in),
+            self.os_out.eq(self.os),
         ]
         flag = Signal()
         m.d.comb += flag.eq(self.a_valid_in & self.a_flag_in)
@@ -117,34 +124,50 @@ class PE(wiring.Component):
         with m.If(self.s_shift):
             m.d.sync += s.eq(self.s_in)
 
-        # Multiplier operand: active weight (WS, or the shadow on the swap cycle) or B (OS).
+        # Operand stage: a is registered (a_r) next to the multiplier's B operand, which is a
+        # register too: the active weight w (WS; it takes the shadow on the swap cycle, so the
+        # row that carries the flag multiplies by the new weight one cycle later) or the shadow
+        # register s itself (OS: s_shift is high every cycle, so s is s_in one cycle late).
+        # No logic between the PE's input registers and the partial products (ECP5 Fmax).
+        a_r = Signal(signed(8))
+        m.d.sync += a_r.eq(self.a_in)
         b = Signal(signed(8))
         if has_ws:
             w = Signal(signed(8))
             with m.If(flag & ~os):
                 m.d.sync += w.eq(s)
-            m.d.comb += b.eq(Mux(os, self.s_in, Mux(flag, s, w)))
+            m.d.comb += b.eq(Mux(os, s, w))
         else:
-            m.d.comb += b.eq(self.s_in)
+            m.d.comb += b.eq(s)
 
-        # Product, MUL_LATENCY = 2 cycles after the operands.
+        # Product, MUL_LATENCY cycles after a_in (operand register + 3 multiplier stages).
         prod = Signal(signed(16))
         if self._multiplier == "dsp":
-            prod1 = Signal(signed(16))
-            m.d.sync += [prod1.eq(self.a_in * b), prod.eq(prod1)]
+            stages = [Signal(signed(16), name=f"prod_d{n}") for n in range(MUL_LATENCY - 2)]
+            m.d.sync += stages[0].eq(a_r * b)
+            for n in range(1, len(stages)):
+                m.d.sync += stages[n].eq(stages[n - 1])
+            m.d.sync += prod.eq(stages[-1])
         else:
-            # Shift-and-add in logic, pipelined: a*b = sum_k b[k]*(a << k) - b[7]*(a << 7).
-            t = [Mux(b[k], self.a_in, 0) for k in range(8)]
+            # Shift-and-add in logic, one adder level per stage:
+            # a*b = sum_k b[k]*(a << k) - b[7]*(a << 7) (b two's complement).
+            t = [Mux(b[k], a_r, 0) for k in range(8)]
             pairs = [Signal(signed(11), name=f"pp{n}") for n in range(4)]
             m.d.sync += [pairs[0].eq(t[0] + (t[1] << 1)), pairs[1].eq(t[2] + (t[3] << 1)),
                          pairs[2].eq(t[4] + (t[5] << 1)), pairs[3].eq(t[6] - (t[7] << 1))]
-            m.d.sync += prod.eq((pairs[0] + (pairs[1] << 2)) + ((pairs[2] << 4) + (pairs[3] << 6)))
+            quads = [Signal(signed(14), name=f"pq{n}") for n in range(2)]
+            m.d.sync += [quads[0].eq(pairs[0] + (pairs[1] << 2)),
+                         quads[1].eq(pairs[2] + (pairs[3] << 2))]
+            m.d.sync += prod.eq(quads[0] + (quads[1] << 4))
 
         if has_os:
             acc = Signal(signed(32))
-            last = Signal()
-            last1 = Signal()
-            m.d.sync += [last1.eq(flag & os), last.eq(last1)]
+            # the last-step flag follows its product through the multiplier pipeline
+            lastp = [Signal(name=f"last{n}") for n in range(MUL_LATENCY)]
+            m.d.sync += lastp[0].eq(flag & os)
+            for n in range(1, MUL_LATENCY):
+                m.d.sync += lastp[n].eq(lastp[n - 1])
+            last = lastp[-1]
             summand = Signal(signed(32))
             m.d.comb += summand.eq(Mux(os, acc, self.d_in))
             total = Signal(signed(32))
