@@ -49,7 +49,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import NPUConfig
-from .core import exec_cmd_layout, ExecOp, Dataflow, MAX_ROWS
+from .core import exec_cmd_layout, ExecOp, Dataflow, MAX_ROWS, Core
 from .dma import rd_cmd_layout, wr_cmd_layout
 
 __all__ = ["GemmTiler", "gemm_params_layout", "TAG_A", "TAG_A_LAST", "TAG_B", "TAG_D"]
@@ -194,6 +194,12 @@ class GemmTiler(wiring.Component):
         acc_half = cfg.acc_rows // 2
         p = Signal(gemm_params_layout(cfg))
 
+        # WS: last row issued ``rows`` cycles after the COMPUTE is accepted, then the core's
+        # write pipeline (Core.write_latency) and the accumulator's own stages; the margin is
+        # that of the core's ``idle`` flush counter (write_latency + 10) plus 8.
+        probe = Core(cfg)                     # only read for its latency, not elaborated
+        probe._MustUse__silence = True
+        land_lat = probe.write_latency + 18
         m.submodules.div = div = _SeqDiv(20)
         m.submodules.mul = mul = _SeqMul(AW, 16)
 
@@ -205,6 +211,9 @@ class GemmTiler(wiring.Component):
         a_region = Signal(SPW)       # first A row (after the B slots)
         a_half = Signal(SPW)
         mb = Signal(13)              # rows per M block
+        mtiles = Signal(16)          # ceil(M / R)
+        mb_units = Signal(20)        # largest block that fits (WS: rows, OS: R-row groups)
+        nblk = Signal(20)            # number of M blocks
         mb_lda = Signal(AW)
         mb_ldc = Signal(AW)
         mb_ldd = Signal(AW)
@@ -245,6 +254,13 @@ class GemmTiler(wiring.Component):
             with m.State("KT"):
                 with m.If(div.done):
                     m.d.sync += ktiles.eq(div.q)
+                    m.next = "MT0"
+            with m.State("MT0"):
+                m.d.comb += [div.start.eq(1), div.a.eq(p.m + (R - 1)), div.b.eq(R)]
+                m.next = "MT1"
+            with m.State("MT1"):
+                with m.If(div.done):
+                    m.d.sync += mtiles.eq(div.q)
                     m.next = "KC"
             with m.State("KC"):
                 okg = self._os_kc_max // R
@@ -269,17 +285,32 @@ class GemmTiler(wiring.Component):
                 m.next = "MB1"
             with m.State("MB1"):
                 with m.If(div.done):
-                    q = Signal(20)
+                    # the largest block, in units (WS: rows, OS: R-row groups)
                     cap = Signal(20)
-                    with m.If(p.os):
-                        m.d.comb += [q.eq(div.q * R), cap.eq((min(acc_half, MAX_ROWS) // R) * R)]
-                    with m.Else():
-                        m.d.comb += [q.eq(div.q), cap.eq(min(acc_half, MAX_ROWS))]
-                    m.d.sync += mb.eq(_min(q, cap))
-                    with m.If(q == 0):
+                    m.d.comb += cap.eq(Mux(p.os, min(acc_half, MAX_ROWS) // R,
+                                           min(acc_half, MAX_ROWS)))
+                    m.d.sync += mb_units.eq(_min(div.q, cap))
+                    with m.If(div.q == 0):
                         m.next = "ERROR"
                     with m.Else():
-                        m.next = "MUL_A"
+                        m.next = "NB0"
+            # balanced blocks: nblk = ceil(units / cap), then Mb = ceil(units / nblk) units, so
+            # the last block is not a sliver (a WS COMPUTE shorter than 2R + 4 rows has bubbles)
+            units = Mux(p.os, mtiles, p.m)
+            with m.State("NB0"):
+                m.d.comb += [div.start.eq(1), div.a.eq(units + mb_units - 1), div.b.eq(mb_units)]
+                m.next = "NB1"
+            with m.State("NB1"):
+                with m.If(div.done):
+                    m.d.sync += nblk.eq(div.q)
+                    m.next = "MBB0"
+            with m.State("MBB0"):
+                m.d.comb += [div.start.eq(1), div.a.eq(units + nblk - 1), div.b.eq(nblk)]
+                m.next = "MBB1"
+            with m.State("MBB1"):
+                with m.If(div.done):
+                    m.d.sync += mb.eq(Mux(p.os, div.q * R, div.q))
+                    m.next = "MUL_A"
             # four sequential products, one multiplier
             prods = [("MUL_A", p.lda, mb, mb_lda, "MUL_C"),
                      ("MUL_C", p.ldc, mb, mb_ldc, "MUL_D"),
@@ -312,14 +343,14 @@ class GemmTiler(wiring.Component):
         b_loaded = Signal(32)          # B chunks in the scratchpad
         d_loaded = Signal(32)          # D blocks in the accumulator
         pre_accepted = Signal(32)      # WS PRELOADs accepted by the core
-        chunks_drained = Signal(32)    # OS: chunks whose computes finished (core idle)
+        os_started = Signal(32)        # OS: chunks whose first COMPUTE was accepted
         ex_mblocks = Signal(32)        # M blocks fully computed
         ex_blocks = Signal(32)         # (M block, N tile) blocks fully computed
         st_blocks = Signal(32)         # blocks written out
 
         with m.If(la_go):
             m.d.sync += [a_blocks_loaded.eq(0), b_loaded.eq(0), d_loaded.eq(0),
-                         pre_accepted.eq(0), chunks_drained.eq(0), ex_mblocks.eq(0),
+                         pre_accepted.eq(0), os_started.eq(0), ex_mblocks.eq(0),
                          ex_blocks.eq(0), st_blocks.eq(0)]
         with m.Elif(self.rd_done):
             with m.Switch(self.rd_done_tag):
@@ -399,7 +430,9 @@ class GemmTiler(wiring.Component):
                          lb_d_blk.eq(p.d), lb_d_cur.eq(p.d)]
         slot_mask = Mux(b_slots_log2 == 2, 3, 1)
         ws_slot_free = (lb_u < 4) | (pre_accepted + 1 >= lb_u)
-        os_slot_free = (lb_u < 2) | (chunks_drained + 1 >= lb_u)
+        # OS: chunk u-1 started => every COMPUTE of chunk u-2 finished streaming its B rows
+        # (the core accepts an OS COMPUTE only when the previous one has)
+        os_slot_free = (lb_u < 2) | (os_started >= lb_u)
         lb_slot_free = Mux(p.os, os_slot_free, ws_slot_free)
         lb_half_free = (lb_blk < 2) | (st_blocks + 1 >= lb_blk)
         lb_cmd = Signal(rd_cmd_layout(cfg))
@@ -491,6 +524,20 @@ class GemmTiler(wiring.Component):
                              ex_a_off.eq(ex_a_off + chunk_a_step)]
                 m.next = "CHUNK"
 
+        # Landing timer, started when a block's last COMPUTE has been accepted: when it
+        # expires every accumulator write of the block has landed (the core executes commands
+        # in order from their acceptance; ``land_lat`` covers its issue-to-memory pipeline).
+        # The DRAIN state below may re-arm it in the cycle it expires (its assignment wins).
+        land_cnt = Signal(range(MAX_ROWS + 4 * R + land_lat + 1))
+        land_pend = Signal()
+        land_mlast = Signal()
+        with m.If(land_cnt != 0):
+            m.d.sync += land_cnt.eq(land_cnt - 1)
+        with m.If(land_pend & (land_cnt == 0)):
+            m.d.sync += [ex_blocks.eq(ex_blocks + 1), land_pend.eq(0)]
+            with m.If(land_mlast):
+                m.d.sync += ex_mblocks.eq(ex_mblocks + 1)
+
         with m.FSM(name="exec"):
             with m.State("CHUNK"):
                 with m.If(ex_on):
@@ -529,27 +576,24 @@ class GemmTiler(wiring.Component):
                              cmd.acc_addr.eq(acc_base + ex_mt), cmd.rows.eq(ex_kval),
                              cmd.k_valid.eq(_min(ex_mbc - ex_mt, R))]
                 with m.If(self.exe.ready):
+                    with m.If(ex_mt == 0):
+                        m.d.sync += os_started.eq(os_started + 1)
                     with m.If(ex_mt + R >= ex_mbc):
-                        m.d.sync += ex_guard.eq(3)
-                        m.next = "OS_IDLE"
+                        next_chunk()
                     with m.Else():
                         m.d.sync += ex_mt.eq(ex_mt + R)
-            with m.State("OS_IDLE"):
-                # a slot is reused two chunks later: wait until this chunk's computes drained
-                with m.If(ex_guard != 0):
-                    m.d.sync += ex_guard.eq(ex_guard - 1)
-                with m.Elif(self.core_idle):
-                    m.d.sync += chunks_drained.eq(chunks_drained + 1)
-                    next_chunk()
             with m.State("DRAIN"):
-                with m.If(ex_guard != 0):
-                    m.d.sync += ex_guard.eq(ex_guard - 1)
-                with m.Elif(self.core_idle):
-                    m.d.sync += [ex_blocks.eq(ex_blocks + 1), ex_blk.eq(ex_blk + 1),
-                                 ex_k0.eq(0), ex_kt.eq(0), ex_a_off.eq(0)]
+                # The block's last COMPUTE has been accepted: start its landing timer and go
+                # on with the next block at once (one timer: a block shorter than the landing
+                # time waits here for the previous block's timer).
+                with m.If(~land_pend | (land_cnt == 0)):
+                    m.d.sync += [land_pend.eq(1), land_mlast.eq(ex_last_n),
+                                 land_cnt.eq(Mux(p.os, ex_kval + (2 * R + land_lat),
+                                                 ex_mbc + land_lat)),
+                                 ex_blk.eq(ex_blk + 1), ex_k0.eq(0), ex_kt.eq(0),
+                                 ex_a_off.eq(0)]
                     with m.If(ex_last_n):
-                        m.d.sync += [ex_n0.eq(0), ex_m0.eq(ex_m0 + mb), ex_mblk.eq(ex_mblk + 1),
-                                     ex_mblocks.eq(ex_mblocks + 1)]
+                        m.d.sync += [ex_n0.eq(0), ex_m0.eq(ex_m0 + mb), ex_mblk.eq(ex_mblk + 1)]
                         with m.If(ex_last_m):
                             m.d.sync += ex_on.eq(0)
                     with m.Else():
