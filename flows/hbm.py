@@ -10,8 +10,11 @@ configuration (cached by content in the simulator layer), write a job folder (``
 import json
 import math
 import os
+import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -70,34 +73,25 @@ def gen_verilog(config, out_dir):
 def make_requests(pattern, n, config, *, seed=1, beats=2, write_fraction=None):
     """``(n, 4)`` int64 requests (addr, is_write, beats, issue_cycle) for a named pattern.
 
-    ``stream``, ``random``, ``rw21``, ``interleaved4`` come from ``sim/hbm/traffic.py``
-    (``generate``) over the capacity of all channels.
-    ``mixed``: random reads and writes (``write_fraction``, default 0.5) over a small address
-      window so that reads revisit written data (data-integrity tests).
+    ``stream``, ``random``, ``rw21``, ``interleaved4`` (``traffic.generate``) and ``mixed``
+    (``traffic.mixed``: random reads and writes, default half writes, over a revisited window of
+    lines, for data-integrity runs), all from ``sim/hbm/traffic.py``, over the capacity of all
+    channels.
     """
-    t = config.timing
-    amap = config.addrmap
-    rng = np.random.default_rng(seed)
-    size = beats * t.bytes_per_burst
-    capacity = t.capacity_bytes * config.channels
-    out = np.zeros((n, 4), dtype=np.int64)
-    out[:, 2] = beats
-    if pattern in PATTERNS:
-        if beats != 2:
-            raise ConfigError("beats", "the standard patterns move 64 B (2-beat) requests")
-        tr = traffic.generate(pattern, n, seed=seed, capacity=capacity)
-        out[:, 0] = tr.addr.astype(np.int64)
-        out[:, 1] = tr.write
-    elif pattern == "mixed":
-        wf = 0.5 if write_fraction is None else write_fraction
-        window = max(64, n // 2)
-        slot = rng.integers(0, window, n, dtype=np.int64)
-        # spread the window over channels, banks and rows: scatter the slot index (an odd
-        # multiplier is a bijection modulo the power-of-two number of 64 B lines)
-        out[:, 0] = (slot * 0x9E3779B1) % (capacity // size) * size
-        out[:, 1] = rng.random(n) < wf
-    else:
+    if pattern not in PATTERNS + ("mixed",):
         raise ConfigError("pattern", f"must be one of {', '.join(PATTERNS)}, not {pattern!r}")
+    if beats != 2:
+        raise ConfigError("beats", "the patterns move 64 B (2-beat) requests")
+    capacity = config.timing.capacity_bytes * config.channels
+    if pattern == "mixed":
+        tr = traffic.mixed(n, seed=seed, capacity=capacity,
+                           write_fraction=0.5 if write_fraction is None else write_fraction)
+    else:
+        tr = traffic.generate(pattern, n, seed=seed, capacity=capacity)
+    out = np.zeros((n, 4), dtype=np.int64)
+    out[:, 0] = tr.addr.astype(np.int64)
+    out[:, 1] = tr.write
+    out[:, 2] = beats
     return out
 
 
@@ -118,15 +112,34 @@ def read_trace(path, config):
 
 # ---- simulation ------------------------------------------------------------------------------
 
+def _poll(path, callback, stop, period=0.5):
+    """Call ``callback(obj)`` whenever the testbench's ``progress.json`` changes, until ``stop``."""
+    last = None
+    while not stop.wait(period):
+        try:
+            obj = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if obj != last:
+            last = obj
+            callback(obj)
+
+
 def simulate(config, requests, *, sim=None, seed=1, workers=None, ids=4, backpressure=0.0,
              on_violation="end", command_log=None, inject=(), job_dir=None, waves=None,
-             verilog_dir=None):
+             verilog_dir=None, driver="fast", progress=None):
     """Run ``requests`` through ``hbm_top`` in cocotb; return the testbench's results dict.
+
+    ``driver``: ``fast`` (one clock loop, ``sim/hbm/axi_host.py``) or ``cocotbext``
+    (cocotbext-axi's ``AxiMaster``, slower; an independent cross-check of the AXI port).
+    ``progress``: called from a helper thread with the testbench's progress record
+    (``done``, ``total`` requests, ``cycle``, ``commands``) about once a second (fast driver).
 
     Raises :class:`~diestack.sim.runner.SimulationFailed` if the testbench failed (data mismatch,
     error response, timing violation unless ``on_violation="count"``).
     """
     from ..sim import runner
+    check_choice("driver", driver, ("fast", "cocotbext"))
     sim = runner.resolve(sim)
     if workers is None:             # enough outstanding AXI requests to fill the queue
         workers = max(32, config.queue_depth)
@@ -142,16 +155,28 @@ def simulate(config, requests, *, sim=None, seed=1, workers=None, ids=4, backpre
         "channels": config.channels, "ecc": config.ecc, "addrmap": config.addrmap.as_dict(),
         "workers": workers, "ids": ids, "backpressure": backpressure,
         "on_violation": on_violation, "command_log": str(command_log) if command_log else None,
-        "inject": list(inject), "seed": seed,
+        "inject": list(inject), "seed": seed, "driver": driver,
     }
     spec["overrides"].update(spec["org"])
     (job / "job.json").write_text(json.dumps(spec, indent=2))
     np.save(job / "requests.npy", np.asarray(requests, dtype=np.int64))
     res_path = job / "results.json"
-    if res_path.exists():
-        res_path.unlink()
-    result = runner.run(b, "diestack.sim.hbm.tb_hbm", extra_env={"DIESTACK_JOB": str(job)},
-                        seed=seed, test_dir=job / "run")
+    for stale in (res_path, job / "progress.json"):
+        if stale.exists():
+            stale.unlink()
+    stop = threading.Event()
+    poller = None
+    if progress is not None:
+        poller = threading.Thread(target=_poll, args=(job / "progress.json", progress, stop),
+                                  daemon=True)
+        poller.start()
+    try:
+        result = runner.run(b, "diestack.sim.hbm.tb_hbm", extra_env={"DIESTACK_JOB": str(job)},
+                            seed=seed, test_dir=job / "run")
+    finally:
+        stop.set()
+        if poller is not None:
+            poller.join()
     res = json.loads(res_path.read_text()) if res_path.exists() else None
     result.check()
     if res is None:
@@ -179,6 +204,36 @@ def summarize(config, res):
 
 
 # ---- CLI -------------------------------------------------------------------------------------
+
+@contextmanager
+def _request_progress(description, total, *, every=30.0):
+    """Progress of simulated requests on stderr: a rich bar (``flows.cli.progress``) and, when
+    stderr is not a terminal (a log file, where the bar does not draw), a line every ``every``
+    seconds. Yields ``report(run_done)`` for the current run's progress record and ``finish_run(n)``
+    closing a run of ``n`` requests."""
+    from .cli import progress, say
+    state = {"base": 0, "shown": 0, "next_line": time.monotonic() + every, "t0": time.monotonic()}
+    tty = sys.stderr.isatty()
+    with progress(description, total=total) as advance:
+        def show(done):
+            if done > state["shown"]:
+                advance(done - state["shown"])
+                state["shown"] = done
+            now = time.monotonic()
+            if not tty and now >= state["next_line"]:
+                state["next_line"] = now + every
+                say(f"{description}: {state['shown']}/{total} requests, "
+                    f"{now - state['t0']:.0f} s")
+
+        def report(obj):
+            show(state["base"] + int(obj.get("done", 0)))
+
+        def finish_run(n):
+            state["base"] += n
+            show(state["base"])
+
+        yield report, finish_run
+
 
 def _common(p, *, channels=True):
     p.add_argument("--preset", default="hbm3", help="hbm2, hbm2e or hbm3 (default hbm3)")
@@ -263,8 +318,10 @@ def _run_bench(args):
     log_tmp = None
     if args.command_log:
         log_tmp = Path(args.command_log).resolve().with_name(f".{Path(args.command_log).name}.part")
-    res = simulate(cfg, reqs, sim=args.sim, seed=args.seed or 1, on_violation="count",
-                   command_log=log_tmp, waves=args.waves or None)
+    with _request_progress("hbm bench", len(reqs)) as (report, finish_run):
+        res = simulate(cfg, reqs, sim=args.sim, seed=args.seed or 1, on_violation="count",
+                       command_log=log_tmp, waves=args.waves or None, progress=report)
+        finish_run(len(reqs))
     if log_tmp is not None:
         os.replace(log_tmp, args.command_log)
     return cfg, res
@@ -313,6 +370,10 @@ def _synth(args):
     return 0
 
 
+MILLION_REQUESTS = 400_000      # mixed 64 B requests of the 1M-command run (about 3 commands each)
+MILLION_COMMANDS = 1_000_000
+
+
 def _suite_configure(p):
     from .cli import add_json_arg, add_sim_args, int_range
     p.add_argument("--requests", type=int_range(8, 10_000_000), default=2000,
@@ -324,14 +385,54 @@ def _suite_configure(p):
     p.add_argument("--refresh", default="perbank",
                    help="perbank (default: refresh hidden behind traffic) or allbank")
     p.add_argument("--million", action="store_true",
-                   help="also run >= 1M DFI commands of random mixed traffic and require zero violations")
+                   help=f"also run >= 1M DFI commands of random mixed traffic on hbm3 "
+                        f"({MILLION_REQUESTS} requests, data checked) and require zero violations")
+    p.add_argument("--million-only", action="store_true",
+                   help="run only the 1M-command check (no pattern table)")
+    p.add_argument("--million-requests", type=int_range(100, 10_000_000), default=MILLION_REQUESTS,
+                   help=f"requests of the 1M-command run (default {MILLION_REQUESTS}; fewer for a "
+                        f"quick check, then the 1M-command target is not claimed)")
     p.add_argument("-o", "--out", default=None, help="JSON output (default build/hbm/bench.json)")
     add_sim_args(p)
     add_json_arg(p)
 
 
+def _million(args, report):
+    """The 1M-command run: hbm3, random mixed reads/writes with data checks, 8 AXI IDs, 5 %
+    back-pressure; violations counted, not fatal, so the numbers are always reported."""
+    from ..sim.runner import SimulationFailed
+    cfg = make_config("hbm3", refresh=args.refresh, queue_depth=args.queue_depth)
+    n = args.million_requests
+    seed = args.seed or 1
+    reqs = make_requests("mixed", n, cfg, seed=seed)
+    job = Path(tempfile.mkdtemp(prefix="diestack-hbm-million-"))
+    t0 = time.monotonic()
+    error = None
+    try:
+        res = simulate(cfg, reqs, sim=args.sim, seed=seed, on_violation="count", workers=64,
+                       ids=8, backpressure=0.05, job_dir=job, progress=report)
+    except SimulationFailed as e:            # mismatches or AXI errors: report what ran
+        error = str(e).splitlines()[0][:300]
+        path = job / "results.json"
+        if not path.exists():
+            raise
+        res = json.loads(path.read_text())
+    wall = time.monotonic() - t0
+    out = {"preset": "hbm3", "requests": n, "commands": res["commands"],
+           "commands_target": MILLION_COMMANDS,
+           "timing_violations": res["timing_violations"], "mismatches": res["mismatches"],
+           "errors": len(res.get("errors", [])), "cycles": res["cycles"],
+           "sim_cycles": res.get("sim_cycles"), "wall_seconds": round(wall, 1),
+           "cycles_per_second": round(res.get("sim_cycles", res["cycles"]) / max(wall, 1e-9), 1),
+           "commands_by_type": res["channels"][0]["monitor"]["commands"],
+           "sim": args.sim or "default", "seed": seed, "job_dir": str(job)}
+    if error:
+        out["error"] = error
+    return out
+
+
 def _suite(args):
-    from .cli import CheckFailed, emit_json, progress, say
+    from .cli import CheckFailed, emit_json, say
     from .step import build_root, write_json
     presets = [x.strip() for x in args.presets.split(",") if x.strip()]
     patterns = [x.strip() for x in args.patterns.split(",") if x.strip()]
@@ -340,13 +441,21 @@ def _suite(args):
     for p_ in patterns:
         check_choice("--patterns", p_, PATTERNS)
     check_choice("--refresh", args.refresh, ("allbank", "perbank"))
+    million = args.million or args.million_only
+    if args.million_only:
+        presets = []
+    probe_n = 10
+    total = len(presets) * (len(patterns) * args.requests + probe_n)
+    total += args.million_requests if million else 0
     rows, results = [], {}
-    with progress("hbm bench", total=len(presets) * (len(patterns) + 1) + (1 if args.million else 0)) as adv:
+    with _request_progress("bench hbm", total) as (report, finish_run):
         for preset in presets:
             cfg = make_config(preset, refresh=args.refresh, queue_depth=args.queue_depth)
             for pat in patterns:
                 reqs = make_requests(pat, args.requests, cfg, seed=args.seed or 1)
-                res = simulate(cfg, reqs, sim=args.sim, seed=args.seed or 1, on_violation="count")
+                res = simulate(cfg, reqs, sim=args.sim, seed=args.seed or 1, on_violation="count",
+                               progress=report)
+                finish_run(len(reqs))
                 s = summarize(cfg, res)
                 s["sim_seconds"] = res["sim_seconds"]
                 results[f"{preset}/{pat}"] = s
@@ -354,11 +463,11 @@ def _suite(args):
                 rows.append((preset, pat, f"{100 * s['efficiency']:.1f}", peers[0], peers[1],
                              f"{s['read_latency_avg']:.1f}" if s["read_latency_avg"] else "-",
                              s["timing_violations"]))
-                adv()
             # unloaded row-hit latency: one read to the same burst every 300 cycles (the first
             # opens the row; the rest hit it)
-            probe = np.array([(0, 0, 2, 300 * k) for k in range(10)], dtype=np.int64)
+            probe = np.array([(0, 0, 2, 300 * k) for k in range(probe_n)], dtype=np.int64)
             res = simulate(cfg, probe, sim=args.sim, seed=args.seed or 1, on_violation="count")
+            finish_run(probe_n)
             t = cfg.timing
             lat = res["read_latency_p50"]
             results[f"{preset}/latency"] = {
@@ -367,19 +476,9 @@ def _suite(args):
                 "timing_violations": res["timing_violations"]}
             rows.append((preset, "unloaded row-hit latency (cycles)", lat, "-", "-",
                          f"target <= CL+BL+4 = {t.RL + t.BL + 4}", res["timing_violations"]))
-            adv()
-        if args.million:
-            cfg = make_config("hbm3", refresh=args.refresh, queue_depth=args.queue_depth)
-            n = 520_000
-            reqs = make_requests("mixed", n, cfg, seed=args.seed or 1)
-            reqs[:, 0] = np.random.default_rng(7).integers(0, cfg.timing.capacity_bytes // 64, n) * 64
-            res = simulate(cfg, reqs, sim=args.sim, seed=args.seed or 1, on_violation="count",
-                           workers=64)
-            results["million"] = {"commands": res["commands"],
-                                  "timing_violations": res["timing_violations"],
-                                  "mismatches": res["mismatches"], "cycles": res["cycles"],
-                                  "sim_seconds": res["sim_seconds"]}
-            adv()
+        if million:
+            results["million"] = _million(args, report)
+            finish_run(args.million_requests)
     out = Path(args.out) if args.out else build_root() / "hbm" / "bench.json"
     write_json(out, results)
     lines = ["| preset | pattern | ours % of peak | DRAMsim3 % | Ramulator 2.1 % | read latency avg (cyc) | violations |",
@@ -388,13 +487,21 @@ def _suite(args):
     if args.json:
         emit_json(results)
     else:
-        print("\n".join(lines))
+        if rows:
+            print("\n".join(lines))
         if "million" in results:
-            print(f"1M run: {results['million']}")
+            m = results["million"]
+            print(f"1M-command run (hbm3 random mixed, data checked): {m['commands']} commands, "
+                  f"{m['timing_violations']} timing violations, {m['mismatches']} data mismatches, "
+                  f"{m['cycles']} cycles, {m['wall_seconds']} s wall ({m['cycles_per_second']} cycles/s)")
         say(f"wrote {out}")
     bad = sum(v.get("timing_violations", 0) for v in results.values())
-    if bad or results.get("million", {}).get("mismatches"):
-        raise CheckFailed(f"{bad} timing violations in the benchmark")
+    m = results.get("million", {})
+    if bad or m.get("mismatches") or m.get("errors"):
+        raise CheckFailed(f"{bad} timing violations, {m.get('mismatches', 0)} data mismatches in "
+                          f"the benchmark")
+    if m and args.million_requests == MILLION_REQUESTS and m["commands"] < MILLION_COMMANDS:
+        raise CheckFailed(f"the 1M-command run issued only {m['commands']} commands")
     return 0
 
 

@@ -127,13 +127,22 @@ class DFIMonitor:
         self._due = {}               # cycle -> read data to drive in that cycle
         self._driving = False
         self._task = None
+        self._step = None
         self._raised = 0
 
     # --- control -----------------------------------------------------------------------------
-    def start(self):
-        """Drive the read-data bus idle and start watching (call before the first rising edge)."""
+    def start(self, loop=True):
+        """Drive the read-data bus idle and start watching (call before the first rising edge).
+
+        With ``loop=False`` no coroutine is started: the caller's own clock loop calls
+        :meth:`step` at every falling edge (``sample="falling"`` only).
+        """
         self._rddata_valid.value = 0
         self._rddata.value = 0
+        if not loop:
+            if self.sample != "falling":
+                raise ValueError("start(loop=False) needs sample='falling'")
+            return None
         self._task = cocotb.start_soon(self._run())
         return self._task
 
@@ -175,40 +184,49 @@ class DFIMonitor:
     def write_command_log(self, path):
         write_command_log(path, self.log)
 
-    # --- the per-cycle loop ------------------------------------------------------------------
-    async def _run(self):
+    # --- the per-cycle work ------------------------------------------------------------------
+    def step(self):
+        """Do one cycle of ``sample="falling"`` work: call it at every falling edge.
+
+        For a testbench that runs its own single clock loop (``start(loop=False)``): it must call
+        this once after the first rising edge's falling edge and then at every falling edge, like
+        the monitor's own loop does. Raises the first violation at once with ``"immediate"``.
+        """
+        if self._step is None:
+            self._step = self._make_step()
+        self._step()
+
+    def _make_step(self):
+        """A closure doing one cycle: sample row, column and write-data buses, feed the device,
+        log, and (``falling`` mode) drive the read data due in this cycle."""
         r = self._r
         dev = self.device
         due = self._due
         row_valid, col_valid, wr_en = r["row_valid"], r["col_valid"], r["wrdata_en"]
+        row_cmd, row_sid, row_bg, row_ba, row_addr = (r[k] for k in ("row_cmd", "row_sid", "row_bg",
+                                                                     "row_ba", "row_addr"))
+        col_cmd, col_sid, col_bg, col_ba, col_addr = (r[k] for k in ("col_cmd", "col_sid", "col_bg",
+                                                                     "col_ba", "col_addr"))
+        wrdata, wrmask = r["wrdata"], r["wrdata_mask"]
         log = self.log if self.log_commands else None
         ch, pc = self.channel, self.pseudo_channel
         immediate = self.on_violation == "immediate"
         falling = self.sample == "falling"
-        rising = RisingEdge(self.clk)
-        if falling:
-            await rising                        # cycle 0 starts at the first rising edge
-            step, settle = FallingEdge(self.clk), None
-        else:
-            step, settle = rising, ReadOnly()
-        while True:
-            if falling:
-                await step                      # middle of cycle n
-                self.cycle += 1
-                n = self.cycle
-            else:
-                await step                      # start of cycle n: drive read data like a register
-                self.cycle += 1
-                n = self.cycle
-                self._drive(due, n)
-                await settle
+        drive = self._drive
+        issue = dev.issue
+        prefix = self.prefix
+
+        def step():
+            self.cycle += 1
+            n = self.cycle
             before = dev.violation_total if immediate else 0
             if row_valid():
-                cmd = ROW_COMMANDS.get(r["row_cmd"]())
-                sid, bg, ba, addr = r["row_sid"](), r["row_bg"](), r["row_ba"](), r["row_addr"]()
+                code = row_cmd()
+                cmd = ROW_COMMANDS.get(code)
                 if cmd is None:
-                    raise AssertionError(f"{self.prefix}: bad row_cmd code {r['row_cmd']()} in cycle {n}")
-                dev.issue(n, cmd, sid, bg, ba, row=addr)
+                    raise AssertionError(f"{prefix}: bad row_cmd code {code} in cycle {n}")
+                sid, bg, ba, addr = row_sid(), row_bg(), row_ba(), row_addr()
+                issue(n, cmd, sid, bg, ba, row=addr)
                 if log is not None:
                     if cmd == "ACT":
                         log.append((n, ch, pc, sid, bg, ba, cmd, addr, None))
@@ -217,23 +235,44 @@ class DFIMonitor:
                     else:
                         log.append((n, ch, pc, None, None, None, cmd, None, None))
             if col_valid():
-                cmd = COL_COMMANDS.get(r["col_cmd"]())
+                code = col_cmd()
+                cmd = COL_COMMANDS.get(code)
                 if cmd is None:
-                    raise AssertionError(f"{self.prefix}: bad col_cmd code {r['col_cmd']()} in cycle {n}")
-                sid, bg, ba, addr = r["col_sid"](), r["col_bg"](), r["col_ba"](), r["col_addr"]()
-                open_row = dev.open_row(sid, bg, ba)
-                out = dev.issue(n, cmd, sid, bg, ba, col=addr)
+                    raise AssertionError(f"{prefix}: bad col_cmd code {code} in cycle {n}")
+                sid, bg, ba, addr = col_sid(), col_bg(), col_ba(), col_addr()
+                open_row = dev.open_row(sid, bg, ba) if log is not None else None
+                out = issue(n, cmd, sid, bg, ba, col=addr)
                 if out is not None:
                     due[out[0]] = out[1]
                 if log is not None:
                     log.append((n, ch, pc, sid, bg, ba, cmd, open_row, addr))
             if wr_en():
                 self.writes_seen += 1
-                dev.write_data(n, r["wrdata"](), r["wrdata_mask"]())
+                dev.write_data(n, wrdata(), wrmask())
             if falling:
-                self._drive(due, n)             # RL = 0 would be due this very cycle
+                drive(due, n)                   # RL = 0 would be due this very cycle
             if immediate and dev.violation_total != before:
                 raise dev.violations[-1] if dev.violations else AssertionError("HBM timing violation")
+
+        return step
+
+    async def _run(self):
+        rising = RisingEdge(self.clk)
+        await rising                            # cycle 0 starts at the first rising edge
+        if self.sample == "falling":
+            step, fall = self._make_step(), FallingEdge(self.clk)
+            while True:
+                await fall                      # middle of cycle n
+                step()
+        else:
+            # start of cycle n: drive read data like a register, then sample in ReadOnly
+            self._drive(self._due, self.cycle + 1)
+            step, settle = self._make_step(), ReadOnly()
+            while True:
+                await settle
+                step()
+                await rising
+                self._drive(self._due, self.cycle + 1)
 
     def _drive(self, due, n):
         data = due.pop(n, None) if due else None

@@ -11,27 +11,9 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["dfi_signature", "DFIPlayer"]
+from ...hdl.hbm.controller import DFISignature
 
-
-def _bits(n):
-    return max(1, (n - 1).bit_length())
-
-
-def dfi_signature(timing, data_bytes=None):
-    """The DFI signature of one pseudo-channel, controller side (hdl/hbm/controller.py docstring)."""
-    t = timing
-    nbytes = data_bytes or t.bytes_per_burst
-    return wiring.Signature({
-        "row_valid": Out(1), "row_cmd": Out(3), "row_sid": Out(_bits(t.sids)),
-        "row_bg": Out(_bits(t.bank_groups)), "row_ba": Out(_bits(t.banks_per_group)),
-        "row_addr": Out(_bits(t.rows)),
-        "col_valid": Out(1), "col_cmd": Out(3), "col_sid": Out(_bits(t.sids)),
-        "col_bg": Out(_bits(t.bank_groups)), "col_ba": Out(_bits(t.banks_per_group)),
-        "col_addr": Out(_bits(t.columns)),
-        "wrdata_en": Out(1), "wrdata": Out(8 * nbytes), "wrdata_mask": Out(nbytes),
-        "rddata_valid": In(1), "rddata": In(8 * nbytes),
-    })
+__all__ = ["DFIPlayer"]
 
 
 class DFIPlayer(wiring.Component):
@@ -41,16 +23,16 @@ class DFIPlayer(wiring.Component):
     -------
     play : In(command part of the DFI signature)
         Command, write data and mask to put on the DFI bus this cycle.
-    dfi : Out(dfi_signature)
+    dfi : Out(DFISignature)
         The DFI bus (watched by :class:`~diestack.sim.hbm.dfi_monitor.DFIMonitor`).
     rd_count : Out(16)
         Number of cycles with ``rddata_valid`` seen so far.
-    rd_last : Out(8 x data bytes)
+    rd_last : Out(width of ``rddata``)
         Last read data seen.
     """
 
-    def __init__(self, timing, data_bytes=None):
-        sig = dfi_signature(timing, data_bytes)
+    def __init__(self, timing, *, ecc=False):
+        sig = DFISignature(timing, ecc=ecc)
         cmd = wiring.Signature({k: v for k, v in sig.members.items() if k not in ("rddata", "rddata_valid")})
         self._names = list(cmd.members)
         width = sig.members["rddata"].shape

@@ -19,6 +19,10 @@ Patterns (:func:`generate`), all seeded and reproducible:
     high bits they hit the same bank (and SID/bank group/channel) in four different rows
     (hbm.md "4 streams colliding in one bank"). ``bases=`` overrides the four bases.
 
+:func:`mixed` makes the data-integrity traffic of the testbenches and the 1M-command benchmark:
+random reads and writes over a window of lines that are revisited, scattered over the address
+space.
+
 Trace files (:func:`read_trace`, :func:`write_trace`): DRAMsim3's format, one request per line,
 ``<hex byte address> <READ|WRITE> <issue cycle>``, e.g. ``0x1AA9E6600 READ 0`` (hbm.md, "Peer trace
 format"). Blank lines and ``#`` comments are skipped. A bad line raises
@@ -33,7 +37,7 @@ import numpy as np
 
 from ...hdl.common.params import ConfigError, check_choice, check_int
 
-__all__ = ["REQUEST_BYTES", "PATTERNS", "Trace", "generate", "read_trace", "write_trace"]
+__all__ = ["REQUEST_BYTES", "PATTERNS", "Trace", "generate", "mixed", "read_trace", "write_trace"]
 
 REQUEST_BYTES = 64
 PATTERNS = ("stream", "random", "rw21", "interleaved4")
@@ -132,6 +136,29 @@ def generate(pattern, n, *, seed=0, capacity=1 << 29, base=0, bases=None):
         line = (b[(i % np.uint64(4)).astype(np.intp)] + i // np.uint64(4)) % np.uint64(lines)
         write = np.zeros(n, dtype=bool)
     return Trace(line * np.uint64(REQUEST_BYTES), write)
+
+
+def mixed(n, *, seed=0, capacity=1 << 29, write_fraction=0.5, window=None):
+    """``n`` random 64-byte reads and writes for data-integrity checks.
+
+    Requests draw one of ``window`` lines (default ``max(64, n // 2)``, so a line is visited about
+    twice and reads find data written before them); the line index is scattered over the whole
+    ``capacity`` by an odd multiplier (a bijection modulo the power-of-two number of lines), so
+    the traffic spreads over channels, bank groups, banks and rows under any address map. Each
+    request is a write with probability ``write_fraction``.
+    """
+    n = check_int("requests", n, lo=1)
+    capacity = check_int("capacity", capacity, lo=4 * REQUEST_BYTES)
+    if capacity & (capacity - 1):
+        raise ConfigError("capacity", f"must be a power of two, not {capacity}")
+    if not 0.0 <= write_fraction <= 1.0:
+        raise ConfigError("write_fraction", f"must be in [0, 1], not {write_fraction!r}")
+    window = max(64, n // 2) if window is None else check_int("window", window, lo=1)
+    rng = np.random.default_rng(check_int("seed", seed, lo=0))
+    slot = rng.integers(0, window, n, dtype=np.int64)
+    line = (slot * 0x9E3779B1) % (capacity // REQUEST_BYTES)
+    write = rng.random(n) < write_fraction
+    return Trace(line.astype(np.uint64) * np.uint64(REQUEST_BYTES), write)
 
 
 def read_trace(path, *, capacity=None):

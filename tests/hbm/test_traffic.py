@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from diestack.hdl.common.params import ConfigError
-from diestack.sim.hbm.traffic import (PATTERNS, REQUEST_BYTES, Trace, generate, read_trace,
-                                      write_trace)
+from diestack.sim.hbm.traffic import (PATTERNS, REQUEST_BYTES, Trace, generate, mixed,
+                                      read_trace, write_trace)
 
 SEED = int(os.environ.get("DIESTACK_SEED", random.randrange(1 << 30)))
 CAP = 1 << 29
@@ -57,6 +57,42 @@ def test_interleaved4_round_robin_over_four_bases():
     assert (low.reshape(3, 4) == low.reshape(3, 4)[:, :1]).all()
     t2 = generate("interleaved4", 8, bases=[0, 1 << 20, 2 << 20, 3 << 20], capacity=CAP)
     assert t2.addr.tolist()[:4] == [0, 1 << 20, 2 << 20, 3 << 20]
+
+
+def test_mixed_revisits_a_scattered_window():
+    print(f"seed {SEED}")
+    n = 20000
+    t = mixed(n, seed=SEED, capacity=CAP, write_fraction=0.25)
+    assert t == mixed(n, seed=SEED, capacity=CAP, write_fraction=0.25), f"seed {SEED}"
+    assert not (t.addr % REQUEST_BYTES).any() and int(t.addr.max()) < CAP
+    # a window of W = n/2 lines drawn n times: W * (1 - exp(-2)) = 8647 distinct lines expected
+    distinct = len(np.unique(t.addr))
+    assert abs(distinct - 8647) < 200, f"seed {SEED}: {distinct} distinct lines"
+    assert abs(t.writes - n / 4) < 5 * np.sqrt(n * 0.25 * 0.75), f"seed {SEED}: {t.writes}"
+    # scattered: every eighth of the space is hit, none holds more than twice its share
+    counts = np.bincount((t.addr // np.uint64(CAP // 8)).astype(np.int64), minlength=8)
+    assert counts.min() > 0 and counts.max() < 2 * n / 8, f"seed {SEED}: {counts}"
+    # every read of a line written before it sees that data in the testbench: there are such reads
+    first_write = {}
+    hits = 0
+    for k, (a, w) in enumerate(zip(t.addr.tolist(), t.write.tolist())):
+        if w:
+            first_write.setdefault(a, k)
+        elif a in first_write:
+            hits += 1
+    assert hits > n / 20, f"seed {SEED}: only {hits} reads after a write to the same line"
+
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(n=0), "requests"),
+    (dict(n=5, capacity=3000), "capacity"),
+    (dict(n=5, write_fraction=1.5), "write_fraction"),
+    (dict(n=5, window=0), "window"),
+])
+def test_mixed_errors_name_the_field(kw, field):
+    with pytest.raises(ConfigError) as info:
+        mixed(kw.pop("n"), **kw)
+    assert info.value.field == field
 
 
 @pytest.mark.parametrize("kw,field", [
