@@ -45,7 +45,25 @@ Read data (driven by the device model):
 ECC: with ``ecc=True`` every 64 data bits travel as a 72-bit SECDED codeword (``hdl/hbm/ecc.py``,
 layout identical to the golden ``sim/hbm/ecc.py``): burst word ``k`` (k = 0 .. bytes_per_burst/8-1)
 occupies ``wrdata[72k : 72k+72]``. The device stores the 72-bit words as data, so a model can flip
-stored bits to inject errors.
+stored bits to inject errors. The data mask then works per 72-bit word (9 mask bits per word, all
+set or all clear): a word none of whose bytes is strobed is masked; a write whose strobes cover
+every byte of the words it touches is encoded and written directly.
+
+Partial ECC words (read-modify-write): a write whose strobes cover only part of some 64-bit word
+cannot be encoded (the check bits cover the whole word), so the controller accepts it into an RMW
+unit and then (1) enqueues an internal read of the burst (it waits behind any queued write to the
+same burst: the scheduler's hazard check), (2) takes the read data, decoded and corrected, (3)
+merges the strobed bytes into it, re-encodes and enqueues the write of the touched words. No host
+request is accepted from the partial write's acceptance until its merged write is enqueued, so
+nothing can slip between the read and the write of the burst; the merged write is ordered after
+any queued read of the burst by the same hazard check. Single-bit errors in the old data are
+corrected (and counted in ``ecc_corrected``); a touched word whose old value is uncorrectable is
+left as stored (masked), so it keeps reading back as uncorrectable (``RRESP`` SLVERR) instead of
+being silently re-encoded with wrong bytes; the write's other words are written, and
+``ecc_uncorrectable`` counts the event. The internal read uses no reorder-buffer slot: its data go
+to the RMW unit only (one more scheduler tag bit marks it). Cost: a partial write holds the port
+for about RL + 6 cycles when unloaded. Without ECC, strobes go to the device as ``wrdata_mask``
+(byte-exact) and there is no RMW.
 
 Byte order: byte ``j`` of a burst is ``wrdata[8j : 8j+8]`` (without ECC), i.e. the burst is the
 little-endian integer of the 32 bytes at byte addresses ``col*32 .. col*32+31`` of the row.
@@ -200,7 +218,8 @@ class HBMController(wiring.Component):
     req : In(NativeRequestSignature)
         Burst requests (``hdl/hbm/native_port.py``); back-pressure when the queue is full, when
         the request hits a queued write (or is a write hitting a queued request) to the same
-        burst, or when no read-reorder / write-data slot is free.
+        burst, when no read-reorder / write-data slot is free, or (ECC) while a partial-word
+        write's read-modify-write is in progress (module docstring).
     resp : In(NativeResponseSignature)
         Read data in request order.
     dfi : Out(DFISignature)
@@ -247,10 +266,12 @@ class HBMController(wiring.Component):
         nb = t.banks
         bpg, bgs = t.banks_per_group, t.bank_groups
         tag_bits = max(bits_for(c.rob_depth), bits_for(c.wbuf_depth))
+        # with ECC one more tag bit marks the internal read of a read-modify-write
+        sch_tag_bits = tag_bits + 1 if c.ecc else tag_bits
         m.submodules.banks = banks = BankTimers(t)
         m.submodules.refresh = ref = RefreshTimer(t, mode=c.refresh)
         m.submodules.sched = sch = Scheduler(
-            t, depth=c.queue_depth, tag_bits=tag_bits, page=c.page, hit_cap=c.hit_cap,
+            t, depth=c.queue_depth, tag_bits=sch_tag_bits, page=c.page, hit_cap=c.hit_cap,
             write_high=c.write_high, write_low=c.write_low, refresh=c.refresh)
 
         for name in ("open", "open_row", "act_ok", "pre_ok", "rd_ok", "wr_ok", "refpb_ok",
@@ -285,14 +306,61 @@ class HBMController(wiring.Component):
             e = Mux(wfree[i], i, e)
         m.d.comb += wslot.eq(e)
         have_slot = Mux(self.req.we, wfree.any(), rob_free)
-        m.d.comb += [
-            sch.req_valid.eq(self.req.valid & have_slot),
-            sch.req_we.eq(self.req.we), sch.req_bank.eq(flat_bank),
-            sch.req_row.eq(f["row"]), sch.req_col.eq(f["column"]),
-            sch.req_tag.eq(Mux(self.req.we, wslot, rob_tail[:bits_for(R)])),
-            self.req.ready.eq(sch.req_ready & have_slot),
-        ]
-        accept = self.req.valid & self.req.ready
+        host_tag = Mux(self.req.we, wslot, rob_tail[:bits_for(R)])
+        if not c.ecc:
+            m.d.comb += [
+                sch.req_valid.eq(self.req.valid & have_slot),
+                sch.req_we.eq(self.req.we), sch.req_bank.eq(flat_bank),
+                sch.req_row.eq(f["row"]), sch.req_col.eq(f["column"]),
+                sch.req_tag.eq(host_tag),
+                self.req.ready.eq(sch.req_ready & have_slot),
+            ]
+            accept = self.req.valid & self.req.ready
+        else:
+            # Read-modify-write of partial ECC words (module docstring "ECC"): a write whose
+            # strobes cover part of a 64-bit word is accepted into the RMW registers; the RMW
+            # then enqueues an internal read of the burst, waits for its (corrected) data, merges
+            # the strobed bytes and enqueues the full write. No host request is accepted
+            # meanwhile, and the scheduler's same-burst hazard check orders the internal read
+            # after every queued write and the write after every queued read of the burst.
+            nwords = c.data_bits // 64
+            strb = self.req.wstrb
+            part = Cat(*[strb[8 * k:8 * k + 8].any() & ~strb[8 * k:8 * k + 8].all()
+                         for k in range(nwords)])
+            partial = Signal()
+            m.d.comb += partial.eq(self.req.we & part.any())
+            RMW_IDLE, RMW_RD, RMW_WAIT, RMW_WR = range(4)
+            rmw = Signal(2)
+            rmw_bank = Signal.like(sch.req_bank)
+            rmw_row = Signal.like(sch.req_row)
+            rmw_col = Signal.like(sch.req_col)
+            rmw_wdata = Signal(c.data_bits)
+            rmw_strb = Signal(c.data_bits // 8)
+            rmw_old = Signal(c.data_bits)            # corrected data read back
+            rmw_unc = Signal(nwords)                  # words with an uncorrectable error
+            idle = rmw == RMW_IDLE
+            rd_ph, wr_ph = rmw == RMW_RD, rmw == RMW_WR
+            sch_acc = sch.req_valid & sch.req_ready
+            m.d.comb += [
+                sch.req_valid.eq(Mux(rd_ph, 1, Mux(wr_ph, wfree.any(),
+                                                   idle & self.req.valid & ~partial & have_slot))),
+                sch.req_we.eq(Mux(rd_ph, 0, Mux(wr_ph, 1, self.req.we))),
+                sch.req_bank.eq(Mux(idle, flat_bank, rmw_bank)),
+                sch.req_row.eq(Mux(idle, f["row"], rmw_row)),
+                sch.req_col.eq(Mux(idle, f["column"], rmw_col)),
+                sch.req_tag.eq(Mux(rd_ph, Const(1 << tag_bits, sch_tag_bits),
+                                   Mux(wr_ph, wslot, host_tag))),
+                self.req.ready.eq(idle & Mux(partial, 1, sch.req_ready & have_slot)),
+            ]
+            accept = self.req.valid & self.req.ready
+            with m.If(idle & accept & partial):
+                m.d.sync += [rmw.eq(RMW_RD), rmw_bank.eq(flat_bank), rmw_row.eq(f["row"]),
+                             rmw_col.eq(f["column"]), rmw_wdata.eq(self.req.wdata),
+                             rmw_strb.eq(strb)]
+            with m.If(rd_ph & sch_acc):
+                m.d.sync += rmw.eq(RMW_WAIT)
+            with m.If(wr_ph & sch_acc):
+                m.d.sync += rmw.eq(RMW_IDLE)
 
         # ---- write data buffer ----
         dw, mw = c.dfi_data_bits, c.dfi_data_bits // 8
@@ -300,16 +368,27 @@ class HBMController(wiring.Component):
         wb_w = wbuf.write_port()
         wb_r = wbuf.read_port()
         if c.ecc:
+            # host write of whole words, or the RMW's merged burst: byte j from the write where
+            # strobed, else the corrected old byte
+            merged = Cat(*[Mux(rmw_strb[j], rmw_wdata[8 * j:8 * j + 8], rmw_old[8 * j:8 * j + 8])
+                           for j in range(c.data_bits // 8)])
+            enc_in = Signal(c.data_bits)
+            m.d.comb += enc_in.eq(Mux(wr_ph, merged, self.req.wdata))
             words, masks = [], []
-            for k in range(c.data_bits // 64):
-                words.append(ecc_rtl.encode(m, self.req.wdata[64 * k:64 * k + 64], name=f"enc{k}"))
-                whole = ~self.req.wstrb[8 * k:8 * k + 8].any()
-                masks.append(Mux(whole, Const(0x1FF, 9), Const(0, 9)))
+            for k in range(nwords):
+                words.append(ecc_rtl.encode(m, enc_in[64 * k:64 * k + 64], name=f"enc{k}"))
+                # a word is left as stored when no byte of it is written, or (RMW) when its old
+                # value had an uncorrectable error: it keeps reading back as uncorrectable
+                host_skip = ~strb[8 * k:8 * k + 8].any()
+                rmw_skip = ~rmw_strb[8 * k:8 * k + 8].any() | rmw_unc[k]
+                masks.append(Mux(Mux(wr_ph, rmw_skip, host_skip), Const(0x1FF, 9), Const(0, 9)))
             wdata_dfi, wmask_dfi = Cat(*words), Cat(*masks)
+            wb_en = (accept & self.req.we & ~partial) | (wr_ph & sch_acc)
         else:
             wdata_dfi, wmask_dfi = self.req.wdata, ~self.req.wstrb
+            wb_en = accept & self.req.we
         m.d.comb += [wb_w.addr.eq(wslot), wb_w.data.eq(Cat(wdata_dfi, wmask_dfi)),
-                     wb_w.en.eq(accept & self.req.we)]
+                     wb_w.en.eq(wb_en)]
 
         # ---- DFI command registers ----
         sb, gb, bb = bits_for(t.sids), bits_for(bgs), bits_for(bpg)
@@ -343,7 +422,7 @@ class HBMController(wiring.Component):
         m.d.comb += [d.wrdata_en.eq(wen), d.wrdata.eq(Mux(wen, wb_r.data[:dw], 0)),
                      d.wrdata_mask.eq(Mux(wen, wb_r.data[dw:], 0))]
         # slot bookkeeping: allocate on accept, free once its data has been read out
-        alloc_oh = Mux(accept & self.req.we, Const(1, W) << wslot, 0)
+        alloc_oh = Mux(wb_en, Const(1, W) << wslot, 0)
         free_oh = Mux(last_v, Const(1, W) << last_t, 0)
         m.d.sync += wfree.eq((wfree & ~alloc_oh) | free_oh)
 
@@ -356,6 +435,15 @@ class HBMController(wiring.Component):
         for k in range(1, rl + 1):
             m.d.sync += [rp_v[k].eq(rp_v[k - 1]), rp_t[k].eq(rp_t[k - 1])]
         ret_v, ret_t = rp_v[rl], rp_t[rl]
+        if c.ecc:
+            rp_i = [Signal(name=f"rp{k}_i") for k in range(rl + 1)]
+            m.d.sync += rp_i[0].eq(sch.col_tag[tag_bits])
+            for k in range(1, rl + 1):
+                m.d.sync += rp_i[k].eq(rp_i[k - 1])
+            ret_i = rp_i[rl]
+            ret_host = ret_v & ~ret_i
+        else:
+            ret_host = ret_v
         corr_cnt = Signal(range(c.data_bits // 64 + 1))
         unc_any = Signal()
         if c.ecc:
@@ -367,6 +455,8 @@ class HBMController(wiring.Component):
                 uncs.append(uk)
             rdata_host = Cat(*outs)
             m.d.comb += [corr_cnt.eq(sum(corrs)), unc_any.eq(Cat(*uncs).any())]
+            with m.If(ret_v & ret_i & (rmw == RMW_WAIT)):
+                m.d.sync += [rmw_old.eq(rdata_host), rmw_unc.eq(Cat(*uncs)), rmw.eq(RMW_WR)]
         else:
             rdata_host = d.rddata
         m.submodules.rob = rob = Memory(shape=c.data_bits + 1, depth=R, init=[])
@@ -376,7 +466,7 @@ class HBMController(wiring.Component):
         ts_w = rob_ts.write_port()
         ts_r = rob_ts.read_port()
         m.d.comb += [rob_w.addr.eq(ret_t), rob_w.data.eq(Cat(rdata_host, unc_any)),
-                     rob_w.en.eq(ret_v),
+                     rob_w.en.eq(ret_host),
                      ts_w.addr.eq(rob_tail[:bits_for(R)]), ts_w.data.eq(cycle[:16]),
                      ts_w.en.eq(accept & ~self.req.we)]
         rob_valid = Signal(R)
@@ -385,7 +475,7 @@ class HBMController(wiring.Component):
         advance = rob_valid.bit_select(head, 1) & (~o_valid | self.resp.ready)
         m.d.comb += [rob_r.addr.eq(head), rob_r.en.eq(advance), ts_r.addr.eq(head),
                      ts_r.en.eq(advance)]
-        set_oh = Mux(ret_v, Const(1, R) << ret_t, 0)
+        set_oh = Mux(ret_host, Const(1, R) << ret_t, 0)
         clr_oh = Mux(advance, Const(1, R) << head, 0)
         m.d.sync += rob_valid.eq((rob_valid & ~clr_oh) | set_oh)
         with m.If(advance):

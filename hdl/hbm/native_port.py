@@ -6,7 +6,9 @@ aligned to the burst. Reads return in request order on the response channel; wri
 
 Request members (host -> controller): ``valid``, ``ready`` (controller -> host), ``we``,
 ``addr`` (byte address, low ``offset_bits`` ignored), ``wdata`` (8 x bytes_per_burst bits, byte
-``j`` in bits ``8j..8j+7``), ``wstrb`` (one bit per byte, 1 = write the byte).
+``j`` in bits ``8j..8j+7``), ``wstrb`` (one bit per byte, 1 = write the byte; any pattern,
+sparse strobes included: without ECC they become the DFI data mask, with ECC a write covering part
+of a 64-bit word is done by a read-modify-write inside the controller).
 
 Response members (controller -> host): ``valid``, ``ready`` (host -> controller), ``rdata``,
 ``err`` (1 = uncorrectable ECC error in this burst).
