@@ -321,13 +321,12 @@ class Control(wiring.Component):
             raw_wr.shift.eq(raw_shift), raw_wr.relu.eq(raw_relu),
             raw_ex.op.eq(Mux(op == OP_PRELOAD, ExecOp.PRELOAD, ExecOp.COMPUTE)),
             raw_ex.dataflow.eq(raw_df), raw_ex.a_addr.eq(w[2][:16]),
-            raw_ex.b_addr.eq(w[2][16:]), raw_ex.acc_addr.eq(w[3][:16]),
+            raw_ex.b_addr.eq(Mux(op == OP_PRELOAD, w[2][:16], w[2][16:])),
+            raw_ex.acc_addr.eq(w[3][:16]),
             raw_ex.a_stride.eq(w[3][16:]), raw_ex.rows.eq(w[1][:13]),
             raw_ex.k_valid.eq(w[1][16:24]), raw_ex.n_valid.eq(w[1][24:32]),
             raw_ex.accumulate.eq(w[0][9]),
         ]
-        with m.If(op == OP_PRELOAD):
-            m.d.comb += raw_ex.b_addr.eq(w[2][:16])
         with m.If(tiler.busy):
             m.d.comb += [self.rd_cmd.valid.eq(tiler.rd_cmd.valid),
                          self.rd_cmd.payload.eq(tiler.rd_cmd.payload),

@@ -307,12 +307,18 @@ class Core(wiring.Component):
             with m.If(cp_busy):
                 m.d.comb += [sp.ra_en.eq(1), sp.ra_addr.eq(cp_addr),
                              f0.a_valid.eq(1), f0.a_flag.eq(cp_flag), f0.kmask.eq(cp_kmask),
-                             w0.we.eq(1), w0.acc.eq(cp_accum), w0.addr.eq(cp_acc),
-                             w0.nmask.eq(cp_nmask), u_nmask.eq(cp_nmask), issued.eq(1)]
+                             u_nmask.eq(cp_nmask), issued.eq(1)]
                 m.d.sync += [cp_addr.eq(cp_addr + 1), cp_acc.eq(cp_acc + 1), cp_rem.eq(cp_rem - 1),
                              cp_flag.eq(0)]
                 with m.If(cp_last):
                     m.d.sync += cp_busy.eq(0)
+            # w0 and w1_os are single unconditional expressions (continuous assigns), not
+            # If-driven fields: Icarus (cocotb builds with -g2012) runs an always @* only when
+            # one of its inputs changes, and yosys writes a constant field as an always @* with
+            # no inputs at all, so If-driven words stayed X (w0.drain forever) and filled the
+            # delay line: X on acc_w.ready, then on m_axi rready (test_gemm Icarus, seed 1).
+            m.d.comb += w0.eq(Mux(cp_busy, Cat(Const(1, 1), cp_accum, cp_acc, cp_nmask,
+                                               Const(0, 1)), 0))
 
         # ---- OS engine ----
         os_busy = Signal(); dr_busy = Signal()
@@ -355,10 +361,10 @@ class Core(wiring.Component):
             with m.If(os_busy & (st_lead == 0) & (st_rem == 1)):
                 m.d.sync += [dr_cnt.eq(R), dr_addr.eq(os_acc + (R - 1)), dr_rowok.eq(os_kmask),
                              dr_nmask.eq(os_nmask), dr_accum.eq(os_accum)]
+            m.d.comb += w1_os.eq(Mux(dr_busy, Cat(dr_rowok[R - 1], dr_accum, dr_addr, dr_nmask,
+                                                  Const(1, 1)), 0))      # as w0 (see above)
             with m.If(dr_busy):
-                m.d.comb += [w1_os.we.eq(dr_rowok[R - 1]), w1_os.acc.eq(dr_accum),
-                             w1_os.addr.eq(dr_addr), w1_os.nmask.eq(dr_nmask), w1_os.drain.eq(1),
-                             issued.eq(1)]
+                m.d.comb += issued.eq(1)
                 m.d.sync += [dr_addr.eq(dr_addr - 1), dr_cnt.eq(dr_cnt - 1), dr_rowok.eq(dr_rowok << 1)]
                 with m.If(dr_cnt == 1):
                     m.d.sync += dr_busy.eq(0)
@@ -447,13 +453,15 @@ class Core(wiring.Component):
 
         # ---- accumulator writes: array first, then acc_w ----
         m.d.comb += self.acc_w.ready.eq(~tap.we)
-        with m.If(tap.we):
-            m.d.comb += [acc.w_valid.eq(1), acc.w_acc.eq(tap.acc), acc.w_addr.eq(tap.addr),
-                         acc.w_data.eq(arr.d), acc.w_mask.eq(tap.nmask)]
-        with m.Else():
-            m.d.comb += [acc.w_valid.eq(self.acc_w.valid), acc.w_acc.eq(self.acc_w.payload.accumulate),
-                         acc.w_addr.eq(self.acc_w.payload.addr), acc.w_data.eq(self.acc_w.payload.data),
-                         acc.w_mask.eq((1 << C) - 1)]
+        # Muxes, not If/Else: yosys splits an If into one always @* per output, and Icarus never
+        # runs the one for w_mask (inputs: tap only) until the first array write, so a D mvin
+        # before it had mask X and was dropped (test_gemm Icarus, seed 8). See w0 above.
+        w = self.acc_w.payload
+        m.d.comb += [acc.w_valid.eq(tap.we | self.acc_w.valid),
+                     acc.w_acc.eq(Mux(tap.we, tap.acc, w.accumulate)),
+                     acc.w_addr.eq(Mux(tap.we, tap.addr, w.addr)),
+                     acc.w_data.eq(Mux(tap.we, arr.d, w.data)),
+                     acc.w_mask.eq(Mux(tap.we, tap.nmask, (1 << C) - 1))]
 
         # ---- accumulator read-out: credit-limited pipeline -> requant -> FIFO ----
         m.submodules.rd_fifo = fifo = SyncFIFOBuffered(width=32 * C, depth=ACC_READ_DEPTH)

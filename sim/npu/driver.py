@@ -30,7 +30,8 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 from ...hdl.npu.control import (REGS, CMD_WORDS, OP_GEMM, OP_CONFIG, OP_MVIN, OP_MVOUT,
                                 OP_COMPUTE, OP_PRELOAD, OP_FENCE, NPU_ID)
 
-__all__ = ["NPUDriver", "gemm_words", "PERF_NAMES"]
+__all__ = ["NPUDriver", "gemm_words", "config_words", "fence_words", "mvin_words", "mvout_words",
+           "preload_words", "compute_words", "PERF_NAMES"]
 
 PERF_NAMES = ("cycles", "compute_span", "compute_cycles", "macs", "stall_dma_read",
               "stall_dma_write", "stall_queue_empty", "commands")
@@ -54,6 +55,73 @@ def gemm_words(*, m, n, k, a, lda, b, ldb, c, ldc, d=None, ldd=0, dataflow="ws",
     w[3] = scale & 0xFFFFFFFF
     w[4:12] = [a, lda, b, ldb, c, ldc, d or 0, ldd]
     return w
+
+
+
+def _fields(**kw):
+    """Range-check command fields: name=(value, bits)."""
+    for name, (v, bits) in kw.items():
+        if not 0 <= int(v) < (1 << bits):
+            raise ValueError(f"{name} must be in 0..{(1 << bits) - 1}, not {v}")
+
+
+def _words(op, irq, w0_extra=0, **words):
+    w = [0] * CMD_WORDS
+    w[0] = op | (int(irq) << 8) | w0_extra
+    for i, v in words.items():
+        w[int(i[1:])] = int(v) & 0xFFFFFFFF
+    return w
+
+
+def config_words(*, dataflow="ws", int8=False, relu=False, scale=1, shift=0, irq=False):
+    """CONFIG: dataflow of the raw PRELOAD/COMPUTE commands and the MVOUT output format."""
+    if dataflow not in ("ws", "os"):
+        raise ValueError(f"dataflow must be 'ws' or 'os', not {dataflow!r}")
+    _fields(shift=(shift, 6))
+    return _words(OP_CONFIG, irq, (int(dataflow == "os") << 10) | (int(int8) << 11)
+                  | (int(relu) << 12) | (shift << 16), w3=scale)
+
+
+def fence_words(*, irq=False):
+    """FENCE: completes once the core is idle."""
+    return _words(OP_FENCE, irq)
+
+
+def mvin_words(*, addr, stride, rows, row_bytes, local, chunk_bytes=0, row_step=1, chunk_step=0,
+               to_acc=False, accumulate=False, irq=False):
+    """MVIN: ``rows`` memory rows of ``row_bytes`` at ``addr + r*stride``, cut into chunks of
+    ``chunk_bytes`` (0 = a full local row); chunk c of row r -> local row
+    ``local + r*row_step + c*chunk_step`` (accumulator when ``to_acc``, added when
+    ``accumulate``)."""
+    _fields(rows=(rows, 16), row_bytes=(row_bytes, 16), local=(local, 16),
+            chunk_bytes=(chunk_bytes, 16), row_step=(row_step, 16), chunk_step=(chunk_step, 16))
+    return _words(OP_MVIN, irq, (int(to_acc) << 9) | (int(accumulate) << 12),
+                  w1=rows | (row_bytes << 16), w2=local | (chunk_bytes << 16),
+                  w3=row_step | (chunk_step << 16), w4=addr, w5=stride)
+
+
+def mvout_words(*, addr, stride, rows, elems, acc, acc_step=1, irq=False):
+    """MVOUT: accumulator rows ``acc + r*acc_step`` (``elems`` lanes) -> memory rows at
+    ``addr + r*stride``, int32 or int8 as set by CONFIG."""
+    _fields(rows=(rows, 16), elems=(elems, 16), acc=(acc, 16), acc_step=(acc_step, 16))
+    return _words(OP_MVOUT, irq, w1=rows | (elems << 16), w2=acc | (acc_step << 16), w4=addr,
+                  w5=stride)
+
+
+def preload_words(*, b_addr, k_valid, n_valid, irq=False):
+    """PRELOAD (WS): weight tile from scratchpad rows ``b_addr ..``; a no-op in OS."""
+    _fields(b_addr=(b_addr, 16), k_valid=(k_valid, 8), n_valid=(n_valid, 8))
+    return _words(OP_PRELOAD, irq, w1=(k_valid << 16) | (n_valid << 24), w2=b_addr)
+
+
+def compute_words(*, a_addr, b_addr, acc, rows, k_valid, n_valid, a_stride=0, accumulate=False,
+                  irq=False):
+    """COMPUTE in the CONFIG dataflow (semantics in hdl/npu/core.py)."""
+    _fields(a_addr=(a_addr, 16), b_addr=(b_addr, 16), acc=(acc, 16), a_stride=(a_stride, 16),
+            rows=(rows, 13), k_valid=(k_valid, 8), n_valid=(n_valid, 8))
+    return _words(OP_COMPUTE, irq, int(accumulate) << 9,
+                  w1=rows | (k_valid << 16) | (n_valid << 24), w2=a_addr | (b_addr << 16),
+                  w3=acc | (a_stride << 16))
 
 
 class NPUDriver:
@@ -92,10 +160,16 @@ class NPUDriver:
                 "input_bits": widths & 0xFF, "acc_bits": (widths >> 8) & 0xFF,
                 "axi_addr_width": (widths >> 16) & 0xFF, "axi_id_width": widths >> 24}
 
-    async def push(self, words):
-        """Queue one command (waits while the queue is full)."""
+    async def push(self, words, timeout_cycles=2_000_000):
+        """Queue one command (waits while the queue is full, at most ``timeout_cycles``)."""
+        waited = 0
         while await self.read("QUEUE_FREE") == 0:
             await ClockCycles(self.clk, 16)
+            waited += 16
+            if waited > timeout_cycles:
+                raise TimeoutError(f"command queue still full after {waited} cycles: "
+                                   f"{await self.status()}, DONE_COUNT "
+                                   f"{await self.read('DONE_COUNT')}")
         for i, w in enumerate(words):
             if w or i == 0:
                 await self.axil.write_dword(REGS["CMD0"] + 4 * i, w & 0xFFFFFFFF)
@@ -146,3 +220,26 @@ class NPUDriver:
         return {"busy": s & 1, "queue_full": (s >> 1) & 1, "queue_empty": (s >> 2) & 1,
                 "error": (s >> 3) & 1, "level": (s >> 8) & 0x1FFFF,
                 "error_bits": await self.read("ERROR")}
+
+
+#: npu_top outputs that a 4-state simulator must never show as X/Z after reset.
+CONTROL_OUTPUTS = ("m_axi__arvalid", "m_axi__awvalid", "m_axi__wvalid", "m_axi__wlast",
+                   "m_axi__bready", "m_axi__rready", "s_axil__awready", "s_axil__wready",
+                   "s_axil__bvalid", "s_axil__arready", "s_axil__rvalid", "irq")
+
+
+async def x_watchdog(dut, clk, names=CONTROL_OUTPUTS, after=8):
+    """Fail the test at the first cycle (``after`` cycles past the start) in which one of the
+    ``names`` outputs is not 0/1, naming it. Only useful on 4-state simulators (Icarus):
+    Verilator is 2-state and never shows X."""
+    from cocotb.triggers import FallingEdge
+    sigs = [(n, getattr(dut, n)) for n in names]
+    cycle = 0
+    while True:
+        await FallingEdge(clk)
+        cycle += 1
+        if cycle <= after:
+            continue
+        for n, s in sigs:
+            if not s.value.is_resolvable:
+                raise AssertionError(f"npu_top output {n} is {s.value} at cycle {cycle}")
