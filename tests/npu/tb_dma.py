@@ -10,9 +10,14 @@ slicing of the memory image, written from the transfer rules in the DMA docstrin
 
 Job folder (``$DIESTACK_JOB``): ``job.json`` with the config fields and ``seed``.
 
-Status: the random command generators and ``expected_mvin`` are used by test_dma.py (Amaranth
-simulator). The cocotb test itself is not in the suite yet: on Verilator its write commands
-never complete (under investigation; the same DMA works inside npu_top in test_gemm.py).
+Every AR/AW handshake is checked against the AXI burst rules (beat-aligned INCR, at most 256
+beats, no 4 KiB crossing). The random command generators and ``expected_mvin`` are shared with
+test_dma.py (Amaranth simulator, its own AXI model); this cocotb test runs the generated Verilog
+against a different subordinate (AxiRam) on Verilator and Icarus (test_dma.py runs it). Long
+read rows (> 256 beats) start just below a 4 KiB line; write rows are placed across one.
+
+(It used to hang: the core model's ``show = pending and ...`` aliased the empty list, so an
+accumulator read request appended in the same cycle was popped at once and never answered.)
 """
 
 import json
@@ -173,20 +178,25 @@ async def dma_random(dut):
                                  scale=c["scale"] & 0xFFFFFFFF, shift=c["shift"], relu=c["relu"]))
 
     got_writes, got_tags, got_reqs = [], [], []
+    W = cfg.axi_bytes
+    bursts = {"ar": 0, "aw": 0, "ar_to_4k": 0, "aw_to_4k": 0}
     wr_done = [0]
     resp_q = []
     cycles = [0]
 
     async def drive(valid, payload, ready, items):
-        for it in items:
+        for i, it in enumerate(items):
             valid.value = 1
             payload.value = it
-            while True:
+            for _ in range(spec.get("timeout", 60000)):
                 await ReadOnly()
                 fire = hi(ready)
                 await RisingEdge(dut.clk)
                 if fire:
                     break
+            else:
+                raise AssertionError(f"seed {seed}: command {i} on {valid._name} not accepted; "
+                                     + status())
             valid.value = 0
             for _ in range(rng.choice([0, 0, 0, 1, 5])):
                 await RisingEdge(dut.clk)
@@ -202,8 +212,10 @@ async def dma_random(dut):
             dut.acc_rd_req__ready.value = int(cr.random() < 0.8)
             for q in pending:
                 q[0] -= 1
-            show = pending and pending[0][0] <= 0 and cr.random() < 0.8
-            dut.acc_rd__valid.value = int(bool(show))
+            # a bool, not `pending and ...`: that aliased the (empty) list, so a request
+            # appended below made `show` true and popped at once (the old hang)
+            show = bool(pending) and pending[0][0] <= 0 and cr.random() < 0.8
+            dut.acc_rd__valid.value = int(show)
             if show:
                 dut.acc_rd__payload.value = int.from_bytes(pending[0][1], "little")
             await ReadOnly()
@@ -215,6 +227,14 @@ async def dma_random(dut):
                 f = unpack(acc_lay, dut.acc_w__payload.value)
                 got_writes.append(("acc", f["addr"], f["data"].to_bytes(cfg.acc_row_bytes, "little"),
                                    f["accumulate"]))
+            for ch in ("ar", "aw"):        # AXI burst rules (A3.4.1): aligned INCR, <= 256
+                if hi(getattr(dut, f"m_axi__{ch}valid")) and hi(getattr(dut, f"m_axi__{ch}ready")):
+                    a = int(getattr(dut, f"m_axi__{ch}addr").value)
+                    n = int(getattr(dut, f"m_axi__{ch}len").value) + 1
+                    assert a % W == 0 and n <= 256 and a // 4096 == (a + n * W - 1) // 4096, \
+                        f"seed {seed}: {ch} burst at {a:#x}, {n} beats of {W} bytes"
+                    bursts[ch] += 1
+                    bursts[ch + "_to_4k"] += (a + n * W) % 4096 == 0   # ends on a 4 KiB line
             if hi(dut.rd_done):
                 got_tags.append(int(dut.rd_done_tag.value))
             if hi(dut.wr_done):
@@ -229,10 +249,39 @@ async def dma_random(dut):
     from diestack.hdl.npu.core import sp_write_layout, acc_write_layout
     sp_lay, acc_lay = sp_write_layout(cfg), acc_write_layout(cfg)
     cocotb.start_soon(core_model())
+
+    async def debug_monitor():
+        names = ["acc_rd_req__valid", "acc_rd_req__ready", "acc_rd__valid", "acc_rd__ready",
+                 "m_axi__awvalid", "m_axi__awready", "m_axi__wvalid", "m_axi__wready",
+                 "m_axi__wlast", "m_axi__bvalid", "wr_done", "wr_cmd__valid", "wr_cmd__ready"]
+        inner = ["in_row", "drain", "bursts", "credits", "w_beats", "bcnt", "w_busy", "req_rows",
+                 "rows_left", "aw_done"]
+        for c in range(400):
+            await ReadOnly()
+            vals = [f"{n.split('__')[0][:6]}.{n.split('__')[-1]}={getattr(dut, n).value}"
+                    for n in names]
+            for n in inner:
+                try:
+                    vals.append(f"{n}={getattr(dut, n).value}")
+                except AttributeError:
+                    vals.append(f"{n}=?")
+            dut._log.info("c%d %s", c, " ".join(vals))
+            await RisingEdge(dut.clk)
+
+    if os.environ.get("DIESTACK_DMA_DEBUG"):
+        cocotb.start_soon(debug_monitor())
     rd = cocotb.start_soon(drive(dut.rd_cmd__valid, dut.rd_cmd__payload, dut.rd_cmd__ready,
                                  [pack(rlay, **c) for c in rd_cmds]))
     wr = cocotb.start_soon(drive(dut.wr_cmd__valid, dut.wr_cmd__payload, dut.wr_cmd__ready,
                                  [pack(wlay, **c) for c in wr_cmds]))
+    def status():
+        return (f"{len(got_tags)}/{n_rd} reads done, {wr_done[0]}/{n_wr} "
+                f"writes done, {len(got_writes)}/{len(exp_writes)} local writes, {len(got_reqs)}/"
+                f"{len(exp_reqs)} acc reads; arvalid {dut.m_axi__arvalid.value} rvalid "
+                f"{dut.m_axi__rvalid.value} rready {dut.m_axi__rready.value} awvalid "
+                f"{dut.m_axi__awvalid.value} wvalid {dut.m_axi__wvalid.value} acc_rd_req.valid "
+                f"{dut.acc_rd_req__valid.value} acc_rd.ready {dut.acc_rd__ready.value}")
+
     await rd
     await wr
     for _ in range(spec.get("timeout", 60000)):
@@ -240,17 +289,11 @@ async def dma_random(dut):
         if len(got_tags) == n_rd and wr_done[0] == n_wr:
             break
     else:
-        raise AssertionError(
-            f"seed {seed}: timeout: {len(got_tags)}/{n_rd} reads done, {wr_done[0]}/{n_wr} "
-            f"writes done, {len(got_writes)}/{len(exp_writes)} local writes, {len(got_reqs)}/"
-            f"{len(exp_reqs)} acc reads; arvalid {dut.m_axi__arvalid.value} rvalid "
-            f"{dut.m_axi__rvalid.value} rready {dut.m_axi__rready.value} awvalid "
-            f"{dut.m_axi__awvalid.value} wvalid {dut.m_axi__wvalid.value} acc_rd_req.valid "
-            f"{dut.acc_rd_req__valid.value} acc_rd.ready {dut.acc_rd__ready.value}")
+        raise AssertionError(f"seed {seed}: timeout: " + status())
     for _ in range(20):
         await RisingEdge(dut.clk)
-    dut._log.info("cycles %d, %d local writes, %d acc reads", cycles[0], len(got_writes),
-                  len(got_reqs))
+    dut._log.info("cycles %d, %d local writes, %d acc reads, bursts %s", cycles[0],
+                  len(got_writes), len(got_reqs), bursts)
     assert got_tags == [c["tag"] for c in rd_cmds], f"seed {seed}: done tags {got_tags}"
     assert wr_done[0] == n_wr, f"seed {seed}: {wr_done[0]} of {n_wr} write commands done"
     assert len(got_writes) == len(exp_writes), \
