@@ -103,6 +103,9 @@ def _load(path, option, dtype, ndim=2):
         arr = np.load(p, allow_pickle=False)
     except Exception as e:   # not a .npy, pickled objects, truncated
         raise UsageError(f"{option}: cannot read {path} as .npy: {e}") from None
+    if not isinstance(arr, np.ndarray):      # np.load returns an NpzFile for a zip archive
+        arr.close()
+        raise UsageError(f"{option}: {path} is an .npz archive, not a .npy array")
     if arr.dtype != np.dtype(dtype):
         raise UsageError(f"{option}: dtype must be {np.dtype(dtype).name}, not {arr.dtype}")
     if arr.ndim != ndim:
