@@ -28,6 +28,12 @@
   uncorrectable ECC error (or an illegal burst).
 - Writes are posted: ``BVALID`` follows the acceptance of the last beat by the controller, whose
   hazard check orders later requests to the same burst after it.
+- Write combining (``combine=True``, used with ECC): consecutive write beats of one burst that
+  fall in the same 32 B native burst (a narrow INCR, FIXED or WRAP burst) are gathered byte by
+  byte into one native write, sent when the next beat leaves that 32 B, after the last beat, or
+  when no beat is waiting. Narrow beats that together cover whole 64-bit words then need no ECC
+  read-modify-write. It adds one cycle to a write beat's way into the controller; full-width
+  beats still flow at one per cycle. Without it every beat is one native request.
 - One write burst and one read burst are split into beats at a time; when both have a beat ready
   the port alternates between them. Up to ``outstanding`` read bursts and write responses may be
   pending.
@@ -113,6 +119,8 @@ class AXIPort(wiring.Component):
         Address bits of the native port (default ``addr_width``).
     outstanding : int
         Read bursts and write responses that may be pending (2..256).
+    combine : bool
+        Write combining (module docstring); ``hdl/hbm/top.py`` turns it on with ECC.
 
     Members
     -------
@@ -125,13 +133,16 @@ class AXIPort(wiring.Component):
     """
 
     def __init__(self, *, addr_width, data_width=256, id_width=4, native_addr_width=None,
-                 outstanding=16):
+                 outstanding=16, combine=False):
         self._aw = check_int("addr_width", addr_width, lo=12, hi=64)
         self._dw = check_int("data_width", data_width, choices=(32, 64, 128, 256, 512, 1024))
         self._iw = check_int("id_width", id_width, lo=1, hi=16)
         self._nw = check_int("native_addr_width", native_addr_width or addr_width, lo=1,
                              hi=addr_width)
         self._out = check_int("outstanding", outstanding, lo=2, hi=256)
+        if not isinstance(combine, bool):
+            raise TypeError(f"combine must be a bool, not {combine!r}")
+        self._combine = combine
         super().__init__({
             "s_axi": In(AXI4Signature(addr_width=addr_width, data_width=data_width, id_width=id_width)),
             "req": Out(NativeRequestSignature(addr_width=self._nw, data_width=data_width)),
@@ -170,28 +181,64 @@ class AXIPort(wiring.Component):
             m.d.sync += [r_active.eq(1), r_left.eq(a.arlen)]
 
         # ---- arbitration of beats into the native port ----
-        w_room = ~a.wlast | bfifo.w_rdy
-        w_sink = w_active & w_err & a.wvalid & w_room      # illegal burst: consume, no request
-        w_can = w_active & ~w_err & a.wvalid & w_room
+        q = self.req
         r_can = r_active
         prefer_w = Signal()
-        pick_w = w_can & (~r_can | prefer_w)
+        beat_strb = a.wstrb & wb.lanes
+        beat_addr = wb.addr >> shift << shift
+        if not self._combine:
+            w_room = ~a.wlast | bfifo.w_rdy
+            w_sink = w_active & w_err & a.wvalid & w_room  # illegal burst: consume, no request
+            w_can = w_active & ~w_err & a.wvalid & w_room
+            pick_w = w_can & (~r_can | prefer_w)
+            m.d.comb += [q.addr.eq(Mux(pick_w, beat_addr, rb.addr >> shift << shift)[:self._nw]),
+                         q.wdata.eq(a.wdata), q.wstrb.eq(Mux(pick_w, beat_strb, 0)),
+                         a.wready.eq((pick_w & q.ready) | w_sink)]
+            w_beat = (pick_w & q.ready) | w_sink
+            m.d.comb += [bfifo.w_data.eq(Cat(w_id, w_err)), bfifo.w_en.eq(w_beat & a.wlast)]
+        else:
+            # write combining: beats of one burst that arrive back to back gather in one
+            # register (byte by byte, later beats win) and go to the controller as one request
+            c_valid, c_last = Signal(), Signal()
+            c_addr = Signal(self._aw)
+            c_data = Signal(self._dw)
+            c_strb = Signal(nbytes)
+            c_id = Signal(self._iw)
+            beat_ok = w_active & ~w_err & a.wvalid
+            same = c_valid & ~c_last & (beat_addr == c_addr)
+            # send the gathered request unless the beat on the bus joins it
+            w_can = c_valid & ~(beat_ok & same) & (~c_last | bfifo.w_rdy)
+            pick_w = w_can & (~r_can | prefer_w)
+            flushed = pick_w & q.ready
+            take = beat_ok & (~c_valid | same | flushed)
+            w_sink = w_active & w_err & a.wvalid & ~c_valid & (~a.wlast | bfifo.w_rdy)
+            m.d.comb += [q.addr.eq(Mux(pick_w, c_addr, rb.addr >> shift << shift)[:self._nw]),
+                         q.wdata.eq(c_data), q.wstrb.eq(Mux(pick_w, c_strb, 0)),
+                         a.wready.eq(take | w_sink)]
+            w_beat = take | w_sink
+            with m.If(take):
+                m.d.sync += [c_valid.eq(1), c_last.eq(a.wlast)]
+                with m.If(same):
+                    m.d.sync += [
+                        c_data.eq(Cat(*[Mux(beat_strb[j], a.wdata[8 * j:8 * j + 8],
+                                            c_data[8 * j:8 * j + 8]) for j in range(nbytes)])),
+                        c_strb.eq(c_strb | beat_strb)]
+                with m.Else():
+                    m.d.sync += [c_data.eq(a.wdata), c_strb.eq(beat_strb), c_addr.eq(beat_addr),
+                                 c_id.eq(w_id)]
+            with m.Elif(flushed):
+                m.d.sync += c_valid.eq(0)
+            bpush = flushed & c_last
+            m.d.comb += [bfifo.w_data.eq(Mux(bpush, Cat(c_id, 0), Cat(w_id, w_err))),
+                         bfifo.w_en.eq(bpush | (w_sink & a.wlast))]
         pick_r = r_can & ~pick_w
-        q = self.req
-        m.d.comb += [
-            q.valid.eq(pick_w | pick_r), q.we.eq(pick_w),
-            q.addr.eq((Mux(pick_w, wb.addr, rb.addr) >> shift << shift)[:self._nw]),
-            q.wdata.eq(a.wdata), q.wstrb.eq(Mux(pick_w, a.wstrb & wb.lanes, 0)),
-            a.wready.eq((pick_w & q.ready) | w_sink),
-        ]
+        m.d.comb += [q.valid.eq(pick_w | pick_r), q.we.eq(pick_w)]
         with m.If(q.valid & q.ready):
             m.d.sync += prefer_w.eq(~pick_w)
-        w_beat = (pick_w & q.ready) | w_sink
         with m.If(w_beat):
             m.d.sync += wb.addr.eq(wb.next)
             with m.If(a.wlast):
                 m.d.sync += w_active.eq(0)
-        m.d.comb += [bfifo.w_data.eq(Cat(w_id, w_err)), bfifo.w_en.eq(w_beat & a.wlast)]
         with m.If(pick_r & q.ready):
             m.d.sync += [rb.addr.eq(rb.next), r_left.eq(r_left - 1)]
             with m.If(r_left == 0):

@@ -61,8 +61,12 @@ corrected (and counted in ``ecc_corrected``); a touched word whose old value is 
 left as stored (masked), so it keeps reading back as uncorrectable (``RRESP`` SLVERR) instead of
 being silently re-encoded with wrong bytes; the write's other words are written, and
 ``ecc_uncorrectable`` counts the event. The internal read uses no reorder-buffer slot: its data go
-to the RMW unit only (one more scheduler tag bit marks it). Cost: a partial write holds the port
-for about RL + 6 cycles when unloaded. Without ECC, strobes go to the device as ``wrdata_mask``
+to the RMW unit only (one more scheduler tag bit marks it). Cost, by construction of the pipeline
+(not a measured figure): with the row open and the queue empty, the internal RD is on the DFI two
+cycles after the partial write is accepted, its data reach the RMW unit RL + 2 cycles later and the
+merged write is enqueued the cycle after, so the port is held for about RL + 5 cycles per partial
+write (more when the row must be opened). The AXI port's write combining (``hdl/hbm/axi_port.py``)
+turns narrow beats that fill whole words into one full write first. Without ECC, strobes go to the device as ``wrdata_mask``
 (byte-exact) and there is no RMW.
 
 Byte order: byte ``j`` of a burst is ``wrdata[8j : 8j+8]`` (without ECC), i.e. the burst is the

@@ -62,7 +62,8 @@ class HBMTop(wiring.Component):
         for c, ctl in enumerate(self._ctl):
             port = AXIPort(addr_width=self._aw, data_width=self._cfg.data_bits,
                            id_width=self._iw, native_addr_width=ctl.addrmap.addr_bits,
-                           outstanding=max(16, self._cfg.rob_depth // 2))
+                           outstanding=max(16, self._cfg.rob_depth // 2),
+                           combine=self._cfg.ecc)     # fewer ECC read-modify-writes
             m.submodules[f"ch{c}_axi"] = port
             m.submodules[f"ch{c}_ctl"] = ctl
             wiring.connect(m, wiring.flipped(getattr(self, f"ch{c}_s_axi")), port.s_axi)

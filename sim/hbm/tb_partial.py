@@ -287,6 +287,7 @@ async def run_job(dut):
     for t in tasks:
         await t
     traffic_cycles = mon.cycle - start
+    traffic_w_beats = g.beats_w
 
     # ---- ECC: errors injected under partial writes ----
     inj = []
@@ -350,6 +351,9 @@ async def run_job(dut):
     mon.check()
     res = {"seed": seed, "ecc": ecc, "ops": len(ops), "counts": dict(counts),
            "w_beats": g.beats_w, "r_beats": g.beats_r, "traffic_cycles": traffic_cycles,
+           "traffic_w_beats": traffic_w_beats,
+           # internal reads of the ECC read-modify-write (RD commands beyond the host's beats)
+           "rmw_reads": stat("rd") + stat("rda") - g.beats_r,
            "mismatches": len(g.mismatches), "first_mismatches": g.mismatches[:10],
            "errors": errors[:10], "inject": inj,
            "stat": {n: stat(n) for n in STATS}, "device": mon.summary()}
