@@ -1,12 +1,12 @@
 """R x C systolic array of :class:`~diestack.hdl.npu.pe.PE` (:class:`PEArray`, no skew), and the
 array unit the core uses (:class:`SystolicArray`: PE grid + input skew + output deskew)."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import DATAFLOWS
-from .pe import MUL_LATENCY, MULTIPLIERS, PE
+from .pe import MUL_LATENCY, MULTIPLIERS, OS_RESULT_LATENCY, PE
 from .skew import Skew
 
 __all__ = ["PEArray", "SystolicArray", "LANE_LAYOUT", "COL_LAYOUT"]
@@ -30,14 +30,18 @@ class PEArray(wiring.Component):
 
     - WS: ``d_out[j]`` at cycle ``t + R + j + MUL_LATENCY`` holds ``sum_i a_i * w[i][j]`` for
       the A row that entered row i at ``t + i`` (multiplier pipeline + one register per row).
-    - OS: see :class:`PE`; with ``drain[j]`` high for R cycles starting when all PEs of the
-      column hold their result, ``d_out[j]`` shows rows R-1, R-2, ..., 0 of the tile.
+    - OS: see :class:`PE`; the last K step entering at ``t + i + j`` puts PE[i][j]'s result
+      in its drain register at ``t + i + j + OS_RESULT_LATENCY``; with ``drain[j]`` high for
+      R cycles starting when all PEs of the column hold their result, ``d_out[j]`` shows rows
+      R-1, R-2, ..., 0 of the tile.
+
+    ``d_out`` is the bottom PE's ``d_out`` (WS) or ``q_out`` (OS) through one multiplexer when
+    both dataflows are built.
 
     ``os`` reaches PE[i][j] ``j + 1`` cycles after it is presented (a register per row, then
     from PE to PE along the row); change it only while the array is empty.
 
-    The row inputs and column inputs are consumed by registers inside the PEs and every output
-    is a register, so the array adds no combinational path to its surroundings.
+    The row inputs and column inputs are consumed by registers inside the PEs.
 
     Parameters
     ----------
@@ -104,13 +108,19 @@ class PEArray(wiring.Component):
                     m.d.comb += [pe.a_in.eq(left.a_out), pe.a_valid_in.eq(left.a_valid_out),
                                  pe.a_flag_in.eq(left.a_flag_out), pe.os.eq(left.os_out)]
                 if i == 0:
-                    m.d.comb += [pe.s_in.eq(self.b[j]), pe.d_in.eq(0)]
+                    m.d.comb += [pe.s_in.eq(self.b[j]), pe.d_in.eq(0), pe.q_in.eq(0)]
                 else:
                     up = pes[i - 1][j]
-                    m.d.comb += [pe.s_in.eq(up.s_out), pe.d_in.eq(up.d_out)]
+                    m.d.comb += [pe.s_in.eq(up.s_out), pe.d_in.eq(up.d_out), pe.q_in.eq(up.q_out)]
             # (a_out of the last column is unused)
         for j in range(C):
-            m.d.comb += self.d_out[j].eq(pes[R - 1][j].d_out)
+            bottom = pes[R - 1][j]
+            if self._dataflow == "ws":
+                m.d.comb += self.d_out[j].eq(bottom.d_out)
+            elif self._dataflow == "os":
+                m.d.comb += self.d_out[j].eq(bottom.q_out)
+            else:   # WS partial sums or OS results (the bottom PE's copy of the mode)
+                m.d.comb += self.d_out[j].eq(Mux(bottom.os_out, bottom.q_out, bottom.d_out))
         return m
 
 

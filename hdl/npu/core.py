@@ -270,7 +270,7 @@ class Core(wiring.Component):
         m.d.sync += [f1.eq(f0), f2.eq(f1)]
         wctl = data.StructLayout({"we": 1, "acc": 1, "addr": accw, "nmask": C, "drain": 1})
         w0 = Signal(wctl)          # pushed into the write-control delay line this cycle (WS)
-        w1_os = Signal(wctl)       # OS drain words, injected one stage later (see below)
+        w1_os = Signal(wctl)       # OS drain words (into the same delay line, below)
         u_nmask = Signal(C)        # valid columns of the row/step issued this cycle (counters)
 
         def masks(n, valid):
@@ -443,9 +443,11 @@ class Core(wiring.Component):
         # ---- write-control delay line, drain, deskew ----
         L = R + C + 3 + MUL_LATENCY
         dl = [Signal(wctl, name=f"dl{k}") for k in range(L)]
-        m.d.sync += dl[0].eq(w0)
-        m.d.sync += dl[1].eq(Mux(cur_os, w1_os, dl[0]))
-        for k in range(2, L):
+        # OS drain words enter at the first stage like WS words: an OS result reaches the PE's
+        # drain register OS_RESULT_LATENCY = MUL_LATENCY + 2 cycles after the last K step,
+        # one cycle later than a WS psum leaves the PE (hdl/npu/pe.py).
+        m.d.sync += dl[0].eq(Mux(cur_os, w1_os, w0))
+        for k in range(1, L):
             m.d.sync += dl[k].eq(dl[k - 1])
         tap_drain = dl[R + 3 + MUL_LATENCY]
         m.d.comb += arr.drain.eq(Mux(cur_os, tap_drain.drain, 0))

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import DATAFLOWS
 
-__all__ = ["PE", "MUL_LATENCY", "MULTIPLIERS"]
+__all__ = ["PE", "MUL_LATENCY", "OS_RESULT_LATENCY", "MULTIPLIERS"]
 
 #: Cycles from the operands (``a_in`` and the weight/B) to the registered product: an operand
 #: register, then one adder level per stage (pairs, quads, product), so that no path between
@@ -20,14 +20,23 @@ MUL_LATENCY = 4
 #: routes and ~4 ns of combinational delay on ECP5, and 16x16 needs more DSPs than an
 #: ECP5-85k has); ``"dsp"``: an ``a * b`` operator for the synthesizer to map (register after).
 MULTIPLIERS = ("lut", "dsp")
+#: OS: cycles from the operands of a tile's last K step to its result in the drain register
+#: ``q_out`` (multiplier, accumulate, then a copy into ``q``: no multiplexer after the adder).
+OS_RESULT_LATENCY = MUL_LATENCY + 2
 
 
 class PE(wiring.Component):
     """One multiply-accumulate cell.
 
     Data moves: ``a`` (int8, with ``a_valid`` and ``a_flag``) from left to right, ``s`` (int8)
-    from top to bottom, ``d`` (int32) from top to bottom. Every output is a register: the
-    ``*_out`` ports of a PE feed the ``*_in`` ports of its right/lower neighbour.
+    from top to bottom, ``d`` (int32, WS partial sums) and ``q`` (int32, OS results) from top
+    to bottom. Every output is a register: the ``*_out`` ports of a PE feed the ``*_in`` ports
+    of its right/lower neighbour.
+
+    One 32-bit adder serves both dataflows; its output goes straight into the registers (``d``
+    in WS, ``acc`` in OS; the other one is held at zero by a synchronous reset) and its input
+    is ``d_in | acc`` (or zero after a finished OS sum): one LUT level before the carry chain,
+    none after it, and no mode bit on the path (the ECP5 Fmax path).
 
     Weight-stationary (``os`` = 0)
         ``s`` is the shadow weight register; it takes ``s_in`` in cycles where ``s_shift`` is
@@ -42,9 +51,11 @@ class PE(wiring.Component):
     Output-stationary (``os`` = 1)
         ``s`` carries B down the column (``s_shift`` must be high every cycle); the PE
         accumulates ``acc += a_in * s_in``. When ``a_valid & a_flag`` arrive (the last K step
-        of the tile), the finished sum goes (``MUL_LATENCY + 1`` cycles later) to ``d_out`` and ``acc`` restarts
-        from zero (double-buffered output). ``drain`` shifts ``d_out`` down the column
-        (``d_out <= d_in``) so results leave at the bottom, last row first.
+        of the tile), the finished sum goes (:data:`OS_RESULT_LATENCY` cycles later) to
+        ``q_out`` and ``acc`` restarts from zero (double-buffered output). ``drain`` shifts
+        ``q`` down the column (``q_out <= q_in``) so results leave at the bottom, last row
+        first. ``acc`` is held at zero while ``os`` = 0, ``d_out`` while ``os`` = 1 (so the
+        mode must change only while the array is empty).
 
     Invalid cycles must carry ``a_in = 0`` (the array feeder guarantees it).
 
@@ -64,7 +75,9 @@ class PE(wiring.Component):
     s_in : In(signed(8)); s_out : Out(signed(8))
         Shadow weight / B chain (``s_out`` is this PE's ``s`` register).
     d_in : In(signed(32)); d_out : Out(signed(32))
-        Partial sum (WS) or drained result (OS) chain.
+        Partial sum chain (WS).
+    q_in : In(signed(32)); q_out : Out(signed(32))
+        Result drain chain (OS; only built with OS support).
     s_shift, drain, os : In(1)
         Column controls (``drain`` only with OS support, ``os`` selects the mode with "both").
     os_out : Out(1)
@@ -82,6 +95,8 @@ class PE(wiring.Component):
     s_out: Out(signed(8))
     d_in: In(signed(32))
     d_out: Out(signed(32))
+    q_in: In(signed(32))
+    q_out: Out(signed(32))
     s_shift: In(1)
     drain: In(1)
     os: In(1)
@@ -124,21 +139,22 @@ class PE(wiring.Component):
         with m.If(self.s_shift):
             m.d.sync += s.eq(self.s_in)
 
-        # Operand stage: a is registered (a_r) next to the multiplier's B operand, which is a
-        # register too: the active weight w (WS; it takes the shadow on the swap cycle, so the
-        # row that carries the flag multiplies by the new weight one cycle later) or the shadow
-        # register s itself (OS: s_shift is high every cycle, so s is s_in one cycle late).
-        # No logic between the PE's input registers and the partial products (ECP5 Fmax).
+        # Operand stage: a is registered (a_r) next to the multiplier's B operand w, a register
+        # too: the active weight (WS: it takes the shadow s on the swap cycle, so the row that
+        # carries the flag multiplies by the new weight one cycle later) or B itself (OS: w
+        # takes s_in every cycle, like s). No logic and no mode bit between the registers and
+        # the partial products (ECP5 Fmax).
         a_r = Signal(signed(8))
         m.d.sync += a_r.eq(self.a_in)
-        b = Signal(signed(8))
-        if has_ws:
-            w = Signal(signed(8))
-            with m.If(flag & ~os):
+        w = Signal(signed(8))
+        if has_ws and has_os:
+            m.d.sync += w.eq(Mux(os, self.s_in, Mux(flag, s, w)))
+        elif has_ws:
+            with m.If(flag):
                 m.d.sync += w.eq(s)
-            m.d.comb += b.eq(Mux(os, s, w))
         else:
-            m.d.comb += b.eq(s)
+            m.d.sync += w.eq(self.s_in)
+        b = w
 
         # Product, MUL_LATENCY cycles after a_in (operand register + 3 multiplier stages).
         prod = Signal(signed(16))
@@ -167,19 +183,23 @@ class PE(wiring.Component):
             m.d.sync += lastp[0].eq(flag & os)
             for n in range(1, MUL_LATENCY):
                 m.d.sync += lastp[n].eq(lastp[n - 1])
-            last = lastp[-1]
+            last = lastp[-1]                   # the last product is at the adder this cycle
+            done = Signal()                    # acc holds a finished sum this cycle
+            m.d.sync += done.eq(last)
+            # Summand without the mode bit: acc is zero in WS and d (the WS chain) is zero in
+            # OS (both by synchronous reset, no logic after the adder), so an OR selects; a
+            # finished sum is not carried into the next tile.
             summand = Signal(signed(32))
-            m.d.comb += summand.eq(Mux(os, acc, self.d_in))
+            m.d.comb += summand.eq(Mux(done, 0, acc) | (self.d_in if has_ws else 0))
             total = Signal(signed(32))
             m.d.comb += total.eq(summand + prod)
-            with m.If(~os):
-                m.d.sync += self.d_out.eq(total)
-            with m.Elif(last):
-                m.d.sync += [self.d_out.eq(total), acc.eq(0)]
-            with m.Else():
-                m.d.sync += acc.eq(total)
-                with m.If(self.drain):
-                    m.d.sync += self.d_out.eq(self.d_in)
+            if has_ws:
+                m.d.sync += self.d_out.eq(Mux(os, 0, total))
+            m.d.sync += acc.eq(Mux(os, total, 0))
+            with m.If(done):
+                m.d.sync += self.q_out.eq(acc)
+            with m.Elif(self.drain):
+                m.d.sync += self.q_out.eq(self.q_in)
         else:
             m.d.sync += self.d_out.eq(self.d_in + prod)
         return m

@@ -14,7 +14,7 @@ from diestack.hdl.common.params import ConfigError
 from diestack.hdl.npu.accumulator import Accumulator
 from diestack.hdl.npu.array import PEArray
 from diestack.hdl.npu.config import NPUConfig
-from diestack.hdl.npu.pe import MUL_LATENCY, PE
+from diestack.hdl.npu.pe import MUL_LATENCY, OS_RESULT_LATENCY, PE
 from diestack.hdl.npu.requant import LATENCY, Requant
 from diestack.hdl.npu.skew import Skew
 from diestack.hdl.npu.transposer import Transposer
@@ -100,8 +100,8 @@ def test_pe_ws(dataflow, mul):
 
 @pytest.mark.parametrize("dataflow,mul", [("os", "dsp"), ("both", "lut")])
 def test_pe_os(dataflow, mul):
-    """acc += a * s_in per step; the last step moves the sum to d_out (and restarts acc);
-    drain shifts d_in into d_out."""
+    """acc += a * s_in per step; the last step moves the sum to q_out (and restarts acc);
+    drain shifts q_in into q_out."""
     seed = _seed(12)
     rng = random.Random(seed)
     dut = PE(dataflow, mul)
@@ -118,14 +118,14 @@ def test_pe_os(dataflow, mul):
                 ctx.set(dut.a_flag_in, int(t == k - 1))
                 await ctx.tick()
             ctx.set(dut.a_in, 0); ctx.set(dut.a_valid_in, 0); ctx.set(dut.a_flag_in, 0)
-            for _ in range(MUL_LATENCY + 1):
+            for _ in range(OS_RESULT_LATENCY):
                 await ctx.tick()
-            assert ctx.get(dut.d_out) == sum(x * y for x, y in zip(a, b)), f"seed={seed} tile {tile}"
+            assert ctx.get(dut.q_out) == sum(x * y for x, y in zip(a, b)), f"seed={seed} tile {tile}"
             d = rng.randint(-2**31, 2**31 - 1)
-            ctx.set(dut.d_in, d); ctx.set(dut.drain, 1)
+            ctx.set(dut.q_in, d); ctx.set(dut.drain, 1)
             await ctx.tick()
             ctx.set(dut.drain, 0)
-            assert ctx.get(dut.d_out) == d
+            assert ctx.get(dut.q_out) == d
 
     _run(dut, tb)
 
@@ -205,7 +205,7 @@ def test_array_ws(R, C, dataflow, mul):
                                                (3, 5, "both", "lut"), (5, 3, "os", "dsp")])
 def test_array_os(R, C, dataflow, mul):
     """OS with software skew: a[i] gets A[i][k] at cycle k+i, b[j] gets B[k][j] at k+j, the
-    last step flagged; results drained (column j from cycle t_last + R + 2 + j), rows R-1..0.
+    last step flagged; results drained (column j from cycle t_last + R + OS_RESULT_LATENCY + j), rows R-1..0.
     Two tiles back to back (K2 >= 2R so the second tile's results do not meet the drain)."""
     seed = _seed(40 + R * 10 + C)
     rng = random.Random(seed)
@@ -216,7 +216,7 @@ def test_array_os(R, C, dataflow, mul):
     sched = {}
     drains = {}
     reads = []
-    k0 = 0
+    k0 = 2              # os (set at cycle 0) reaches PE[i][j] j + 1 cycles later
     for n, (A, B, K) in enumerate(zip(As, Bs, Ks)):
         for k in range(K):
             for i in range(R):
@@ -226,8 +226,8 @@ def test_array_os(R, C, dataflow, mul):
         tl = k0 + K - 1
         for j in range(C):
             for s in range(R):
-                drains.setdefault(tl + R + 1 + MUL_LATENCY + j + s, set()).add(j)
-                reads.append((tl + R + 1 + MUL_LATENCY + j + s, j, n, R - 1 - s))
+                drains.setdefault(tl + R + OS_RESULT_LATENCY + j + s, set()).add(j)
+                reads.append((tl + R + OS_RESULT_LATENCY + j + s, j, n, R - 1 - s))
         k0 += K
     last = max(r[0] for r in reads) + 2
     got = {}
