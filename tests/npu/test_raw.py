@@ -12,7 +12,6 @@ AxiRam with random back-pressure on every channel. Results are compared exactly 
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
