@@ -46,7 +46,10 @@ def make_config(preset="hbm2", *, channels=1, page="open", ecc=False, refresh="a
     """A validated :class:`ControllerConfig` from CLI-level options."""
     timing = resolve(preset, overrides or {})
     check_int("--queue-depth", queue_depth, lo=16, hi=128)
-    slots = 1 << (2 * queue_depth - 1).bit_length()        # read-reorder / write-data slots
+    # read-reorder / write-data slots: a queue entry holds up to two bursts (a 64 B request), and
+    # the reorder buffer must hold the data of the queued reads plus as many again returning in
+    # order behind the oldest, or in-order return caps the reordering window (hdl/hbm/scheduler.py)
+    slots = 1 << (4 * queue_depth - 1).bit_length()
     return ControllerConfig(timing=timing, queue_depth=queue_depth, page=page, ecc=bool(ecc),
                             refresh=refresh, channels=channels, xor=bool(xor),
                             rob_depth=slots, wbuf_depth=slots)
@@ -142,7 +145,7 @@ def simulate(config, requests, *, sim=None, seed=1, workers=None, ids=4, backpre
     check_choice("driver", driver, ("fast", "cocotbext"))
     sim = runner.resolve(sim)
     if workers is None:             # enough outstanding AXI requests to fill the queue
-        workers = max(32, config.queue_depth)
+        workers = max(32, 2 * config.queue_depth)
     job = Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="diestack-hbm-"))
     job.mkdir(parents=True, exist_ok=True)
     vdir = Path(verilog_dir) if verilog_dir else job / "rtl"

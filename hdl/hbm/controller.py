@@ -230,9 +230,11 @@ class HBMController(wiring.Component):
         PHY interface (module docstring).
     stat : Out
         32-bit counters named in :data:`STAT_NAMES` and ``lat_hist`` (16 x 32 bit): commands by
-        type, row hits/misses/conflicts (per column command: the first column command after an
-        ACT is a miss, or a conflict when a PRE closed the bank's row for a waiting request; the
-        others are hits), bytes (total and in the last complete window), read latency (native
+        type, row hits/misses/conflicts (per request, decided by the request's first column
+        command, ``col_first`` of ``hdl/hbm/scheduler.py``; a 64 B request is one queue entry and
+        two column commands: the first request served after an ACT is a miss, or a conflict when
+        a PRE closed the bank's row for a waiting request; the others are hits), bytes (total
+        and in the last complete window), read latency (native
         request accepted to response accepted) sum and histogram, ECC counts.
 
     Latency: a request accepted in cycle 0 is in the queue in cycle 1, its command is chosen in
@@ -508,19 +510,19 @@ class HBMController(wiring.Component):
         ecc_corr = Signal(32)
         m.d.sync += ecc_corr.eq(ecc_corr + Mux(ret_v, corr_cnt, 0))
         m.d.comb += s.ecc_corrected.eq(ecc_corr)
-        # hit / miss / conflict per column command
-        fresh = Signal(nb)          # no column command since the ACT
+        # hit / miss / conflict per request (its first column command decides)
+        fresh = Signal(nb)          # no request served since the ACT
         by_conf = Signal(nb)        # the bank's last PRE was a conflict PRE
         is_act = rv & (rc == ROW_ACT)
         act_oh = Mux(is_act, Const(1, nb) << sch.row_bank, 0)
-        col_oh = Mux(cv, Const(1, nb) << sch.col_bank, 0)
+        col_oh = Mux(cv & sch.col_first, Const(1, nb) << sch.col_bank, 0)
         conf_oh = Mux(sch.conflict_pre, Const(1, nb) << sch.row_bank, 0)
         m.d.sync += [fresh.eq((fresh & ~col_oh) | act_oh),
                      by_conf.eq((by_conf & ~col_oh) | conf_oh)]
         col_fresh = fresh.bit_select(sch.col_bank, 1)
         col_conf = by_conf.bit_select(sch.col_bank, 1)
         hits, misses, confs = Signal(32), Signal(32), Signal(32)
-        with m.If(cv):
+        with m.If(cv & sch.col_first):
             with m.If(~col_fresh):
                 m.d.sync += hits.eq(hits + 1)
             with m.Elif(col_conf):
