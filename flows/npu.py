@@ -143,7 +143,7 @@ def _gemm(args):
         d = _load(args.d, "--d", np.int32)
         if d.shape != (a.shape[0], b.shape[1]):
             raise UsageError(f"--d: shape must be {(a.shape[0], b.shape[1])}, not {d.shape}")
-    requant = _parse_requant(args.requant) if args.requant else None
+    requant = _parse_requant(args.requant) if args.requant is not None else None
     if args.relu and requant is None:
         raise UsageError("--relu: needs --requant (ReLU is applied to the int8 output)")
     if not 0 <= args.backpressure <= 0.9:

@@ -183,7 +183,7 @@ def _bad_gemm_input(draw):
             _text, st.builds("{},{}".format, st.integers(), st.integers()),
             st.builds("{},{},{}".format, st.integers(-5, 5), st.integers(0, 9),
                       st.integers(0, 9))))
-        if _valid_requant(text) or text == "":
+        if _valid_requant(text):          # "" included: it used to be taken as no --requant
             text = "1,64"
         extra += ["--requant", text]
     elif kind == "relu":
