@@ -15,29 +15,43 @@ rows of K, a multiple of R):
 - N is cut into tiles of C columns. For block j = (m-block, n-tile), C[block] accumulates over
   the K chunks in one half of the accumulator (double-buffered: block j+1 computes into the other
   half while block j is written out by the DMA).
-- B chunks (Kc rows x C columns) stream through ``b_slots`` scratchpad slots (4 in WS, 2 in OS),
-  loaded ahead of the compute.
+- B chunks (Kc rows x C columns) stream through scratchpad slots (8 in WS, or 4 on a small
+  scratchpad; 2 in OS), loaded ahead of the compute. A rows load two per DMA command, so B
+  loads (which have priority) slip in between.
 - WS: per chunk one PRELOAD (the weights) and one COMPUTE of Mb rows. OS: per chunk one COMPUTE
   per R-row group of the block, K steps = the chunk's valid rows.
 - Edges: the last M block, N tile and K chunk are partial; the DMA zero-fills rows beyond the
   valid bytes, the core masks with ``k_valid``/``n_valid`` and the mvout writes only the valid
   columns with byte strobes.
 
-``Mb = min(floor(A_half / ceil(K/R)), acc_rows/2, 4096)`` in WS and the same rounded down to a
-multiple of R in OS, where ``A_half`` is half the scratchpad rows left after the B slots. K
-larger than the scratchpad can hold for one row (``Mb = 0``) sets ``error`` and finishes
-without touching memory.
+Block size: the largest block that fits is ``cap = min(floor(A_half / ceil(K/R)), acc_rows/2,
+4096)`` rows in WS and ``min(floor(A_half / (R*ceil(K/R))), floor(min(acc_rows/2, 4096) / R))``
+R-row groups in OS, where ``A_half`` is half the scratchpad rows left after the B slots. The
+blocks are balanced: ``nblk = ceil(M / cap)`` blocks of ``Mb = ceil(M / nblk)`` rows (OS: groups
+of R rows), so no block is a sliver (a WS COMPUTE shorter than 2R + 4 rows leaves bubbles in
+the core). K larger than the scratchpad can hold for one row (``cap = 0``) sets ``error`` and
+finishes without touching memory.
 
 Synchronisation (all by counters, so the three engines run concurrently):
 
 - the loader issues a B chunk into a slot only when the core has taken the commands that freed
-  it (WS: the PRELOAD two chunks later has been accepted, so the one before it has started and
-  the slot's previous PRELOAD has finished reading; OS: the compute of the chunk two earlier
-  has drained, ``core_idle``);
-- an A block loads into its half when the block two earlier is fully computed;
+  it (WS, S slots: the PRELOAD of chunk u - S + 2 has been accepted, so the slot's previous
+  PRELOAD, of chunk u - S, has finished reading; OS: the first COMPUTE of chunk u - 1 has been
+  accepted, so every COMPUTE of chunk u - 2 has finished streaming);
+- a block's last COMPUTE starts a landing timer (COMPUTE length + ``Core.write_latency`` + 18
+  cycles, plus 2R in OS for the lead-in and the drain; the core executes commands in order
+  from their acceptance): when it expires the block is complete. The compute engine does not
+  wait: the next block's PRELOAD/COMPUTE follow at once (only blocks shorter than the timer
+  wait for the previous block's timer);
+- an A block loads into its half when the block two earlier is complete;
 - a D block (``+D``) loads and a block computes into an accumulator half only after the block
   two earlier in that half has been written out (``wr_done``);
-- the writer starts a block once its computes are finished and the core is idle.
+- the writer starts a block once it is complete.
+
+Throughput: WS blocks follow each other without bubbles when every COMPUTE has at least
+2R + 4 rows (core.py), so the compute span is about ``M * ceil(N/C) * ceil(K/R)`` cycles.
+With ``+D`` each block start waits for its D load: D rows enter the accumulator through the
+write port that the array holds while it computes (about two cycles per D row per block).
 
 Stall outputs (for the performance counters): ``stall_rd`` - the compute engine waits for a DMA
 read (A, B or D not loaded yet); ``stall_wr`` - it waits for a DMA write (accumulator half not
@@ -55,7 +69,9 @@ from .dma import rd_cmd_layout, wr_cmd_layout
 __all__ = ["GemmTiler", "gemm_params_layout", "TAG_A", "TAG_A_LAST", "TAG_B", "TAG_D"]
 
 TAG_A, TAG_A_LAST, TAG_B, TAG_D = 0, 1, 2, 3
-A_ROWS_PER_CMD = 8          # A rows per DMA command: lets B loads slip in between
+A_ROWS_LOG2 = 1
+A_ROWS_PER_CMD = 1 << A_ROWS_LOG2   # A rows per DMA command: lets B loads slip in between
+WS_B_SLOTS_LOG2 = 3         # 8 B slots of R rows in WS (4 when the scratchpad is small)
 
 
 def gemm_params_layout(cfg):
@@ -233,7 +249,10 @@ class GemmTiler(wiring.Component):
         ex_fin = Signal()
         st_fin = Signal()
 
-        b_slots_log2 = Signal(2)     # 2 (4 slots) in WS, 1 (2 slots) in OS
+        # WS B slots: 8 (B loads run up to 5 chunks ahead of the PRELOADs), or 4 when 8 slots
+        # would take more than 1/32 of the scratchpad; OS: 2 slots of Kc rows
+        ws_slots_log2 = WS_B_SLOTS_LOG2 if (32 << WS_B_SLOTS_LOG2) * R <= cfg.sp_rows else 2
+        b_slots_log2 = Signal(2)
 
         with m.FSM(name="setup"):
             with m.State("IDLE"):
@@ -268,7 +287,7 @@ class GemmTiler(wiring.Component):
                 m.d.comb += g.eq(Mux(p.os, _min(ktiles, okg), 1))
                 m.d.sync += [kcg.eq(g), kc.eq(g * R),
                              bslot.eq(g * R),
-                             b_slots_log2.eq(Mux(p.os, 1, 2)),
+                             b_slots_log2.eq(Mux(p.os, 1, ws_slots_log2)),
                              eb_shift.eq(Mux(p.out_int8, 0, 2))]
                 m.next = "REGION"
             with m.State("REGION"):
@@ -408,7 +427,7 @@ class GemmTiler(wiring.Component):
                     m.d.sync += la_on.eq(0)
             with m.Else():
                 m.d.sync += [la_row.eq(la_row + la_rows),
-                             la_addr.eq(la_addr + (p.lda << 3))]
+                             la_addr.eq(la_addr + (p.lda << A_ROWS_LOG2))]
 
         # ---------------- loader B / D --------------------------------------------------------
         lb_m0, lb_n0, lb_mbc, lb_nval, lb_last_n, lb_last_m = geometry("lb")
@@ -428,8 +447,11 @@ class GemmTiler(wiring.Component):
             m.d.sync += [lb_on.eq(1), lb_m0.eq(0), lb_n0.eq(0), lb_blk.eq(0), lb_u.eq(0),
                          lb_k0.eq(0), lb_d_done.eq(~p.has_d), lb_b_n.eq(p.b), lb_b_cur.eq(p.b),
                          lb_d_blk.eq(p.d), lb_d_cur.eq(p.d)]
-        slot_mask = Mux(b_slots_log2 == 2, 3, 1)
-        ws_slot_free = (lb_u < 4) | (pre_accepted + 1 >= lb_u)
+        slot_mask = Mux(p.os, 1, (1 << ws_slots_log2) - 1)
+        # WS: slot u % S held chunk u - S, whose PRELOAD has finished reading once the PRELOAD
+        # of chunk u - S + 1 was accepted; one chunk of margin: PRELOAD u - S + 2 accepted
+        ws_slot_free = ((lb_u < (1 << ws_slots_log2))
+                        | (pre_accepted + ((1 << ws_slots_log2) - 3) >= lb_u))
         # OS: chunk u-1 started => every COMPUTE of chunk u-2 finished streaming its B rows
         # (the core accepts an OS COMPUTE only when the previous one has)
         os_slot_free = (lb_u < 2) | (os_started >= lb_u)
