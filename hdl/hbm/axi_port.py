@@ -1,7 +1,8 @@
 """AXI4 subordinate (slave) port in front of one HBM controller's native port.
 
 - Data width = one burst (``bytes_per_burst`` x 8 = 256 bits for every preset): every AXI beat
-  is one native request, at the burst (32 B) that holds the beat's address.
+  is one native request (unless write combining merges it), at the burst (32 B) that holds the
+  beat's address.
 - Bursts follow the AXI4 address rules (AMBA AXI and ACE Protocol Specification, IHI 0022, A3.4.1
   "Address structure": the pseudo-code for Address_N, Aligned_Address, Wrap_Boundary and the byte
   lanes):
@@ -38,7 +39,8 @@
   the port alternates between them. Up to ``outstanding`` read bursts and write responses may be
   pending.
 
-Latency: AR/AW accepted in cycle 0, first beat offered to the controller in cycle 1. R data leave
+Latency: AR/AW accepted in cycle 0, first beat offered to the controller in cycle 1 (a write beat
+one cycle later with combining). R data leave
 in the cycle the controller presents them (combinational from ``resp``).
 """
 
