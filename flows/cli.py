@@ -107,11 +107,21 @@ def add_json_arg(p):
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the command, what is wrong, where help is (exit 2).
+
+    argparse's default prints the whole usage block before the message; for a bad option value
+    the user needs the option and the reason, and ``--help`` for the rest."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 class CLI:
     """The parser under construction; blocks call its methods from ``register(cli)``."""
 
     def __init__(self):
-        self.parser = argparse.ArgumentParser(
+        self.parser = _Parser(
             prog="diestack",
             description="diestack: AI-accelerator chiplets from RTL to a multi-die package.",
             epilog="Exit codes: 0 ok, 1 a check failed, 2 bad input. "
