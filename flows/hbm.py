@@ -351,19 +351,32 @@ def _synth_configure(p):
     from .cli import add_json_arg
     _common(p, channels=False)
     p.add_argument("--target", default="generic", help="generic or ecp5")
+    from .cli import int_range
+    p.add_argument("--timeout", type=int_range(1, 86_400), default=3600,
+                   help="seconds allowed to each tool run (default 3600)")
     add_json_arg(p)
 
 
 def _synth(args):
-    from .cli import emit_json, say
-    from .step import Step, build_root
+    import subprocess
+
+    from .cli import CheckFailed, emit_json
+    from .step import Step
     from .synth import TARGETS, synthesize
     check_choice("--target", args.target, TARGETS)
     cfg = _config(args)
     design = f"hbm_{cfg.timing.preset}"
-    with Step(design, f"synth_{args.target}") as step:
-        v, _ = gen_verilog(cfg, step.dir / "rtl")
-        metrics = synthesize(v, "hbm_top", args.target, step)
+    # A tool run past --timeout is a failed check with one line naming the tool and the log, not
+    # a traceback (the ECP5 LUT mapping of hbm_top needs tens of CPU minutes).
+    step = Step(design, f"synth_{args.target}")
+    try:
+        with step:
+            v, _ = gen_verilog(cfg, step.dir / "rtl")
+            metrics = synthesize(v, "hbm_top", args.target, step, timeout=args.timeout)
+    except subprocess.TimeoutExpired as e:
+        tool = Path(str(e.cmd[0])).name if e.cmd else "tool"
+        raise CheckFailed(f"synth hbm --target {args.target}: {tool} did not finish in "
+                          f"{args.timeout} s (--timeout); partial log in {step.dir}") from None
     if args.json:
         emit_json(metrics)
     else:

