@@ -212,20 +212,46 @@ def synth_unit(cfg, unit):
     raise UsageError(f"--unit: must be one of {', '.join(SYNTH_UNITS)}, not {unit!r}")
 
 
-def synth_npu(cfg, target, freq=150.0, unit="top"):
-    """Synthesize one NPU unit of ``cfg`` for ``target``; returns (metrics, step folder)."""
+def _synth_key(verilog, target, freq):
+    """Content key of a synthesis run: the Verilog, the target and clock, and the flow script."""
+    import hashlib
+    from . import synth as synth_flow
+    h = hashlib.sha256()
+    for part in (verilog, target, repr(float(freq)), Path(synth_flow.__file__).read_text()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
+    """Synthesize one NPU unit of ``cfg`` for ``target``; returns (metrics, step folder).
+
+    ``reuse``: when the step folder already holds a successful run of the same key (Verilog,
+    target, clock, flow script), return its metrics (with ``reused: True``) instead of
+    running the tools again.
+    """
     from ..hdl.common.verilog import to_verilog
     from .synth import synthesize
     comp, top = synth_unit(cfg, unit)
     design = (f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
               + ("" if cfg.pe_multiplier == "lut" else f"_{cfg.pe_multiplier}"))
     step_name = f"synth_{target}" + ("" if unit == "top" else f"_{unit}")
+    text = to_verilog(comp, top)
+    key = _synth_key(text, target, freq)
+    prev = build_root() / design / step_name / "metrics.json"
+    if reuse and prev.is_file():
+        try:
+            old = json.loads(prev.read_text())
+        except ValueError:
+            old = {}
+        if old.get("status") == "ok" and old.get("key") == key:
+            return dict(old, reused=True), prev.parent
     with Step(design, step_name) as step:
         v = step.path("top.v")
-        v.write_text(to_verilog(comp, top))
+        v.write_text(text)
         m = synthesize(v, top, target, step, freq_mhz=freq)
         m.update(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, unit=unit,
-                 pe_multiplier=cfg.pe_multiplier)
+                 pe_multiplier=cfg.pe_multiplier, key=key)
     return dict(m), step.dir
 
 
@@ -362,8 +388,19 @@ def _bench(args):
 
 # ---------------------------------------------------------------- run stage ----------------------
 
+STAGE_SYNTH = (("generic", "top"), ("ecp5", "array"))   # (target, unit) of the run stage
+
+
 def _stage(ctx):
+    """``diestack run`` NPU stage: 8x8 Verilog, a GEMM on Verilator vs numpy, generic synthesis
+    of npu_top and ECP5 place and route of the 8x8 array unit (the Fmax target of issue 2; the
+    whole top takes tens of minutes in nextpnr). The ECP5 run starts first, in a thread (the
+    tools are subprocesses), and overlaps the simulation; a run whose Verilog, target, clock
+    and flow script are unchanged is reused from build/ (reported as reused)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from ..hdl.common.verilog import to_verilog
     from ..hdl.npu.config import NPUConfig
+    from ..hdl.npu.top import NPUTop
     from ..sim.npu.harness import Gemm, check, run_gemms
     cfg = NPUConfig(rows=8, cols=8, dataflow="both")
     seed = ctx.seed if ctx.seed is not None else 1
@@ -371,31 +408,64 @@ def _stage(ctx):
     m, n, k = 64, 48, 80
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     b = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    say(f"      npu: GEMM {m}x{n}x{k} (requant 3,10 + ReLU, WS) on the 8x8 design, seed {seed}")
-    res = run_gemms(cfg, [Gemm(a, b, dataflow="ws", requant=(3, 10), relu=True)],
-                    sim=ctx.sim or "verilator", seed=seed)[0]
-    problems = check(res)
+    synth, times = {}, {}
+    t_stage = time.monotonic()
+
+    def run_synth(target, unit):
+        t0 = time.monotonic()
+        try:
+            sm, d = synth_npu(cfg, target, unit=unit, reuse=True)
+            out = {k2: sm.get(k2) for k2 in ("cells", "ffs", "transistors_est", "luts", "dsps",
+                                             "brams", "fmax_mhz") if k2 in sm}
+            out.update(unit=unit, reused=bool(sm.get("reused")), step_dir=str(d))
+        except Exception as e:   # a tool failure is a failed check of this stage
+            out = {"unit": unit, "error": str(e).splitlines()[0] if str(e) else repr(e)}
+        times[f"synth_{target}_s"] = round(time.monotonic() - t0, 1)
+        return target, out
+
+    with progress("npu: gen, GEMM, synth generic + ECP5", total=2 + len(STAGE_SYNTH)) as advance, \
+            ThreadPoolExecutor(max_workers=1) as pool:
+        ecp5 = [pool.submit(run_synth, t, u) for t, u in STAGE_SYNTH if t == "ecp5"]
+        say(f"      npu: ECP5 place and route of the 8x8 array unit started (background)")
+        t0 = time.monotonic()
+        verilog = to_verilog(NPUTop(cfg), "npu_top")
+        (ctx.out / "npu").mkdir(parents=True, exist_ok=True)
+        _atomic_write(ctx.out / "npu" / "npu_top.v", verilog)
+        times["gen_s"] = round(time.monotonic() - t0, 1)
+        advance()
+        say(f"      npu: GEMM {m}x{n}x{k} (requant 3,10 + ReLU, WS) on the 8x8 design, seed {seed}")
+        t0 = time.monotonic()
+        res = run_gemms(cfg, [Gemm(a, b, dataflow="ws", requant=(3, 10), relu=True)],
+                        sim=ctx.sim or "verilator", seed=seed)[0]
+        times["gemm_s"] = round(time.monotonic() - t0, 1)
+        problems = check(res)
+        advance()
+        for t, u in STAGE_SYNTH:
+            if t != "ecp5":
+                say(f"      npu: synthesis {t} of the {u} unit")
+                synth.update([run_synth(t, u)])
+                advance()
+        for f in ecp5:
+            if not f.done():
+                say("      npu: waiting for the ECP5 place and route")
+            synth.update([f.result()])
+            advance()
+    times["stage_s"] = round(time.monotonic() - t_stage, 1)
     metrics = {"gemm": f"{m}x{n}x{k}", "match": not problems, "cycles": res.metrics["cycles"],
                "compute_cycles": res.metrics["compute_cycles"], "macs": res.metrics["macs"],
-               "utilization": round(res.metrics["utilization"], 4)}
-    synth = {}
-    for target in ("generic", "ecp5"):
-        say(f"      npu: synthesis {target} (minutes)")
-        try:
-            sm, _ = synth_npu(cfg, target)
-            synth[target] = {k2: sm.get(k2) for k2 in ("cells", "ffs", "transistors_est", "luts",
-                                                       "dsps", "brams", "fmax_mhz") if k2 in sm}
-        except Exception as e:   # a tool failure is a failed check of this stage
-            synth[target] = {"error": str(e).splitlines()[0]}
-    metrics["synth"] = synth
+               "utilization": round(res.metrics["utilization"], 4), "synth": synth,
+               "times": times}
     md = [f"8x8 NPU (WS+OS), GEMM {m}x{n}x{k} with requant on {res.metrics['sim']}: "
           f"**{'matches numpy' if not problems else 'MISMATCH: ' + '; '.join(problems)}**.", "",
           "| metric | value |", "|---|---|"]
     for key in ("cycles", "compute_cycles", "macs", "utilization"):
         md.append(f"| {key} | {metrics[key]} |")
-    for t, s in synth.items():
-        md.append(f"| synth {t} | {', '.join(f'{k2}={v}' for k2, v in s.items())} |")
-    ok = not problems and all("error" not in s for s in synth.values())
+    for t, sv in synth.items():
+        shown = ", ".join(f"{k2}={v}" for k2, v in sv.items() if k2 not in ("unit", "step_dir"))
+        md.append(f"| synth {t} ({sv.get('unit')}{' 8x8' if sv.get('unit') == 'array' else ''}) "
+                  f"| {shown} |")
+    md.append(f"| stage time | {times['stage_s']} s |")
+    ok = not problems and all("error" not in sv for sv in synth.values())
     return {"title": "NPU", "passed": ok, "metrics": metrics, "markdown": "\n".join(md)}
 
 
@@ -407,5 +477,5 @@ def register(cli):
              _synth)
     cli.verb("bench", "npu", "NPU cycles vs ideal and SCALE-Sim, simulator speed",
              _bench_configure, _bench)
-    cli.stage("npu", "NPU: generate 8x8, GEMM on Verilator vs numpy, synthesize generic + ECP5",
-              _stage)
+    cli.stage("npu", "NPU: generate 8x8, GEMM on Verilator vs numpy, synthesize generic (npu_top) "
+              "+ ECP5 (8x8 array unit)", _stage)
