@@ -25,12 +25,17 @@ Register map (the same table as :mod:`diestack.hdl.npu.control`, which is author
 """
 
 from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+import logging
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from ...hdl.npu.control import (REGS, CMD_WORDS, OP_GEMM, OP_CONFIG, OP_MVIN, OP_MVOUT,
                                 OP_COMPUTE, OP_PRELOAD, OP_FENCE, NPU_ID)
 
-__all__ = ["NPUDriver", "gemm_words", "config_words", "fence_words", "mvin_words", "mvout_words",
+__all__ = ["NPUDriver", "start_npu", "gemm_words", "config_words", "fence_words", "mvin_words", "mvout_words",
            "preload_words", "compute_words", "PERF_NAMES"]
 
 PERF_NAMES = ("cycles", "compute_span", "compute_cycles", "macs", "stall_dma_read",
@@ -243,3 +248,36 @@ async def x_watchdog(dut, clk, names=CONTROL_OUTPUTS, after=8):
         for n, s in sigs:
             if not s.value.is_resolvable:
                 raise AssertionError(f"npu_top output {n} is {s.value} at cycle {cycle}")
+
+
+def _pauser(rng, p):
+    while True:
+        yield rng.random() < p
+
+
+async def start_npu(dut, ram_size, backpressure, rng):
+    """Bring up ``npu_top`` in cocotb: AXI-Lite inputs idle from time 0 (Icarus is 4-state),
+    a 100 MHz clock, the X watchdog under Icarus, cocotbext-axi's AxiRam of ``ram_size`` bytes
+    on ``m_axi`` (every channel paused with probability ``backpressure``, drawn from ``rng``),
+    reset released after 4 cycles. Returns ``(ram, driver)``."""
+    for name in ("s_axil__awvalid", "s_axil__wvalid", "s_axil__bready", "s_axil__arvalid",
+                 "s_axil__rready", "s_axil__awaddr", "s_axil__wdata", "s_axil__wstrb",
+                 "s_axil__araddr"):
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    if "icarus" in cocotb.SIM_NAME.lower():     # 4-state: name the first X on a control output
+        cocotb.start_soon(x_watchdog(dut, dut.clk))
+    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst,
+                 size=ram_size)
+    logging.getLogger("cocotb.npu_top.m_axi").setLevel(logging.WARNING)
+    logging.getLogger("cocotb.npu_top.s_axil").setLevel(logging.WARNING)
+    if backpressure > 0:
+        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                   ram.read_if.ar_channel, ram.read_if.r_channel):
+            ch.set_pause_generator(_pauser(random.Random(rng.random()), backpressure))
+    drv = NPUDriver(dut, dut.clk, dut.rst)
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    return ram, drv

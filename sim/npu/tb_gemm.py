@@ -17,7 +17,6 @@ the comparison with the golden model is done by the caller.
 """
 
 import json
-import logging
 import os
 import random
 import time
@@ -25,18 +24,11 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
+from cocotb.triggers import RisingEdge
 
-from .driver import NPUDriver, x_watchdog
+from .driver import start_npu
 
 GUARD = 0xA5
-
-
-def _pauser(rng, p):
-    while True:
-        yield rng.random() < p
 
 
 def _align(x, a=64):
@@ -50,15 +42,6 @@ async def run_gemms(dut):
     seed = int(spec.get("seed", 1))
     rng = random.Random(seed)
     dut._log.info("seed %d", seed)
-    for name in ("s_axil__awvalid", "s_axil__wvalid", "s_axil__bready", "s_axil__arvalid",
-                 "s_axil__rready", "s_axil__awaddr", "s_axil__wdata", "s_axil__wstrb",
-                 "s_axil__araddr"):
-        getattr(dut, name).value = 0
-    dut.rst.value = 1
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    if "icarus" in cocotb.SIM_NAME.lower():     # 4-state: name the first X on a control output
-        cocotb.start_soon(x_watchdog(dut, dut.clk))
-
     gemms = []
     total = 0x1000
     for g in spec["gemms"]:
@@ -71,19 +54,7 @@ async def run_gemms(dut):
         n = b.shape[1]
         pad = int(gj.get("pad", 0))
         total += _align(m * (k + pad)) + _align(k * (n + pad)) + 2 * _align(m * (4 * n + pad)) + 4096
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst,
-                 size=_align(total, 4096))
-    logging.getLogger("cocotb.npu_top.m_axi").setLevel(logging.WARNING)
-    logging.getLogger("cocotb.npu_top.s_axil").setLevel(logging.WARNING)
-    p = float(spec.get("backpressure", 0))
-    if p > 0:
-        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                   ram.read_if.ar_channel, ram.read_if.r_channel):
-            ch.set_pause_generator(_pauser(random.Random(rng.random()), p))
-    drv = NPUDriver(dut, dut.clk, dut.rst)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 2)
+    ram, drv = await start_npu(dut, _align(total, 4096), float(spec.get("backpressure", 0)), rng)
     info = await drv.info()
     dut._log.info("npu %s", info)
     await drv.enable_irq(True)

@@ -19,28 +19,20 @@ COMPUTE or MVIN that should overwrite meets stale rows of the previous scenario.
 """
 
 import json
-import logging
 import os
 import random
 from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotb.utils import get_sim_time
-from cocotbext.axi import AxiBus, AxiRam
 
-from .driver import (NPUDriver, compute_words, config_words, fence_words, mvin_words,
-                     mvout_words, preload_words, x_watchdog)
+from .driver import (compute_words, config_words, fence_words, mvin_words, mvout_words,
+                     preload_words, start_npu)
 
 GUARD = 0x5A
 RAM_SIZE = 1 << 20
-
-
-def _pauser(rng, p):
-    while True:
-        yield rng.random() < p
 
 
 def plan(rng, R, C, m, n, k, *, dataflow, addrs, has_d, out_int8, relu, scale, shift):
@@ -121,27 +113,7 @@ async def raw_commands(dut):
     seed = int(spec["seed"])
     rng = random.Random(seed)
     dut._log.info("seed %d", seed)
-    for name in ("s_axil__awvalid", "s_axil__wvalid", "s_axil__bready", "s_axil__arvalid",
-                 "s_axil__rready", "s_axil__awaddr", "s_axil__wdata", "s_axil__wstrb",
-                 "s_axil__araddr"):
-        getattr(dut, name).value = 0
-    dut.rst.value = 1
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    if "icarus" in cocotb.SIM_NAME.lower():     # 4-state: name the first X on a control output
-        cocotb.start_soon(x_watchdog(dut, dut.clk))
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst,
-                 size=RAM_SIZE)
-    logging.getLogger("cocotb.npu_top.m_axi").setLevel(logging.WARNING)
-    logging.getLogger("cocotb.npu_top.s_axil").setLevel(logging.WARNING)
-    p = float(spec.get("backpressure", 0))
-    if p > 0:
-        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                   ram.read_if.ar_channel, ram.read_if.r_channel):
-            ch.set_pause_generator(_pauser(random.Random(rng.random()), p))
-    drv = NPUDriver(dut, dut.clk, dut.rst)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 2)
+    ram, drv = await start_npu(dut, RAM_SIZE, float(spec.get("backpressure", 0)), rng)
     info = await drv.info()
     R, C = info["rows"], info["cols"]
 
