@@ -27,22 +27,11 @@ no-delay action: they are done in the middle of a cycle, never at a clock edge.
 import random
 from collections import defaultdict, deque
 
+from .dfi_monitor import _reader
+
 __all__ = ["Op", "AxiHost"]
 
 _NO_DELAY = 3            # cocotb GPI set action (gpi.h GPI_NO_DELAY)
-
-
-def _reader(handle, name):
-    gpi = handle._handle
-    binstr = gpi.get_signal_val_binstr
-
-    def get():
-        s = binstr()
-        try:
-            return int(s, 2)
-        except ValueError:
-            raise AssertionError(f"{name} is not 0/1: {s}") from None
-    return get
 
 
 def _writer(handle):
