@@ -4,10 +4,17 @@
 log, ``replay.sh`` and ``metrics.json`` land in ``build/<design>/synth_<target>/``) and returns the
 metrics:
 
-- generic: ``cells``, ``ffs``, ``transistors_est`` (yosys ``abc -g cmos2; stat -tech cmos``;
-  flip-flops are not in yosys's transistor count, so we add 24 per DFF bit, a static CMOS
-  master-slave D flip-flop with reset), ``memory_bits`` (memories are kept as ``$mem`` cells and
-  reported as bits, not mapped to flip-flops; each bit adds a 6T SRAM cell to the estimate).
+- generic: ``cells``, ``ffs``, ``transistors_est``, mapped by ABC to yosys's ``cmos2`` gate set
+  (NAND, NOR, NOT) and counted with ``stat -tech cmos`` over the whole hierarchy. Flip-flops are
+  not in yosys's transistor count, so we add 24 per DFF bit (a static CMOS master-slave D
+  flip-flop with reset). ``memory_bits``: memories are kept as ``$mem`` cells and reported as
+  bits, not mapped to flip-flops; each bit adds a 6T SRAM cell to the estimate.
+
+  The design is not flattened and ABC runs a short script (``strash; dc2; map``, see
+  :data:`GENERIC_ABC_SCRIPT`), because ABC's default script starts with ``&fraig``, a SAT sweep
+  that did not finish in 30 minutes on the NPU's requantizer (32 wide multipliers) flattened
+  into npu_top. With this script the 8x8 npu_top takes about 3 minutes. The counts are an area
+  estimate, not a tuned netlist.
 - ecp5: ``dsps``, ``brams``, ``carries`` from yosys ``synth_ecp5``; ``luts`` (LUT4s, carry
   halves included, as nextpnr's TRELLIS_COMB count), ``ffs``, ``fmax_mhz`` and utilisation from
   nextpnr on an LFE5U-85F (``--85k``, out of context).
@@ -21,6 +28,8 @@ from pathlib import Path
 __all__ = ["TARGETS", "synthesize", "yosys_cmd", "nextpnr_cmd"]
 
 TARGETS = ("generic", "ecp5")
+# ABC script of the generic target: structural hashing, one rewrite pass, standard-cell mapping.
+GENERIC_ABC_SCRIPT = "strash; dc2; map\n"
 DFF_TRANSISTORS = 24
 SRAM_TRANSISTORS_PER_BIT = 6   # 6T SRAM cell; memories are kept as $mem cells, not mapped to FFs
 
@@ -77,23 +86,22 @@ def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", s
         # yosys's `synth` runs memory_map in its "fine" step, which turns every RAM bit into
         # flip-flops and muxes (millions of cells for a scratchpad). Run the coarse part, then the
         # fine steps without memory_map: memories stay $mem cells, counted as memory bits.
-        script = (f"read_verilog -sv top.v; synth -flatten -top {top} -run :fine; "
-                  "opt -fast -full; techmap; opt -fast; abc; opt -fast; "
-                  "tee -q -o stat_gates.json stat -json; "
-                  "select t:$mem_v2; write_json -selected memories.json; select -clear; "
-                  "abc -g cmos2; opt_clean; tee -q -o stat_cmos.json stat -json -tech cmos")
+        step.path("generic.abc").write_text(GENERIC_ABC_SCRIPT)
+        script = (f"read_verilog -sv top.v; synth -top {top} -run :fine; "
+                  "opt -fast -full; techmap; opt -fast; abc -g cmos2 -script generic.abc; "
+                  "opt_clean; select t:$mem_v2; write_json -selected memories.json; select -clear; "
+                  f"tee -q -o stat_cmos.json stat -json -tech cmos -top {top}")
         step.run([yosys_cmd(), "-q", "-l", "yosys.log", "-p", script], cwd=step.dir, timeout=timeout)
-        gates = json.loads(step.path("stat_gates.json").read_text())
         cmos = json.loads(step.path("stat_cmos.json").read_text())
-        gmod, gcells = _cells(gates, top)
-        cmod, _ = _cells(cmos, top)
-        ffs = sum(n for t, n in gcells.items() if "DFF" in t.upper() or "DLATCH" in t.upper())
-        m["cells"] = int(gmod.get("num_cells", sum(gcells.values())))
+        total = cmos.get("design") or _cells(cmos, top)[0]   # whole hierarchy
+        cells = {t: int(n) for t, n in total.get("num_cells_by_type", {}).items()
+                 if t.startswith("$")}                      # not the submodule instances
+        ffs = sum(n for t, n in cells.items() if "DFF" in t.upper() or "DLATCH" in t.upper())
+        m["cells"] = sum(cells.values())
         m["ffs"] = int(ffs)
-        m["cells_by_type"] = {k: int(v) for k, v in gcells.items()}
-        logic = int(cmod.get("estimated_num_transistors", "0").rstrip("+") or 0) \
-            if isinstance(cmod.get("estimated_num_transistors"), str) \
-            else int(cmod.get("estimated_num_transistors", 0))
+        m["cells_by_type"] = cells
+        est = total.get("estimated_num_transistors", 0)
+        logic = int(str(est).rstrip("+") or 0)   # "+": cells without a count (FFs, memories)
         m["transistors_logic"] = logic
         m["memory_bits"] = _memory_bits(step.path("memories.json"))
         m["transistors_est"] = (logic + DFF_TRANSISTORS * int(ffs)
