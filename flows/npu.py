@@ -180,7 +180,7 @@ def _gemm(args):
 
 # ---------------------------------------------------------------- synth --------------------------
 
-SYNTH_UNITS = ("array", "core", "top")
+SYNTH_UNITS = ("array", "core", "dma", "control", "top")
 
 
 def _synth_configure(p):
@@ -206,6 +206,12 @@ def synth_unit(cfg, unit):
     if unit == "core":
         from ..hdl.npu.core import Core
         return Core(cfg), "npu_core"
+    if unit == "dma":
+        from ..hdl.npu.dma import Dma
+        return Dma(cfg), "npu_dma"
+    if unit == "control":                     # AXI-Lite registers + queue + dispatcher + tiler
+        from ..hdl.npu.control import Control
+        return Control(cfg), "npu_control"
     if unit == "top":
         from ..hdl.npu.top import NPUTop
         return NPUTop(cfg), "npu_top"
@@ -223,6 +229,43 @@ def _synth_key(verilog, target, freq):
     return h.hexdigest()[:20]
 
 
+def synth_step_name(cfg, target, unit):
+    """(design, step) of a synthesis run: its folder is ``build/<design>/<step>/``."""
+    design = (f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
+              + ("" if cfg.pe_multiplier == "lut" else f"_{cfg.pe_multiplier}"))
+    return design, f"synth_{target}" + ("" if unit == "top" else f"_{unit}")
+
+
+def _tool_phase(step_dir):
+    """What a running ECP5 synthesis step is doing, from the tail of its tool logs."""
+    def tail(path, size=16384):
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - size))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return None
+    def mtime(path):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return None
+    # the folder may hold an earlier run's nextpnr.log: it counts only when newer than yosys.log
+    pnr, ys = mtime(step_dir / "nextpnr.log"), mtime(step_dir / "yosys.log")
+    text = tail(step_dir / "nextpnr.log") if pnr is not None and pnr >= (ys or 0) else None
+    if text is not None:
+        phases = (("Program finished", "nextpnr done"), ("Routing", "nextpnr routing"),
+                  ("simulated annealing", "nextpnr placement refinement"),
+                  ("analytical placer", "nextpnr placement"), ("Info:", "nextpnr packing"))
+        for marker, phase in phases:
+            if marker in text:
+                return phase
+    text = tail(step_dir / "yosys.log") or ""
+    passes = [ln.split("Executing", 1)[1].strip().rstrip(".") for ln in text.splitlines()
+              if " Executing " in ln and ln[:1].isdigit()]
+    return f"yosys {passes[-1]}" if passes else "yosys"
+
+
 def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
     """Synthesize one NPU unit of ``cfg`` for ``target``; returns (metrics, step folder).
 
@@ -233,9 +276,7 @@ def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
     from ..hdl.common.verilog import to_verilog
     from .synth import synthesize
     comp, top = synth_unit(cfg, unit)
-    design = (f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
-              + ("" if cfg.pe_multiplier == "lut" else f"_{cfg.pe_multiplier}"))
-    step_name = f"synth_{target}" + ("" if unit == "top" else f"_{unit}")
+    design, step_name = synth_step_name(cfg, target, unit)
     text = to_verilog(comp, top)
     key = _synth_key(text, target, freq)
     prev = build_root() / design / step_name / "metrics.json"
@@ -398,6 +439,7 @@ def _stage(ctx):
     tools are subprocesses), and overlaps the simulation; a run whose Verilog, target, clock
     and flow script are unchanged is reused from build/ (reported as reused)."""
     from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FuturesTimeout
     from ..hdl.common.verilog import to_verilog
     from ..hdl.npu.config import NPUConfig
     from ..hdl.npu.top import NPUTop
@@ -445,10 +487,16 @@ def _stage(ctx):
                 say(f"      npu: synthesis {t} of the {u} unit")
                 synth.update([run_synth(t, u)])
                 advance()
+        ecp5_dir = build_root().joinpath(*synth_step_name(cfg, "ecp5", "array"))
         for f in ecp5:
-            if not f.done():
-                say("      npu: waiting for the ECP5 place and route")
-            synth.update([f.result()])
+            while True:   # a heartbeat with the tool's phase: P&R takes minutes
+                try:
+                    synth.update([f.result(timeout=60)])
+                    break
+                except FuturesTimeout:
+                    say(f"      npu: ECP5 synthesis of the 8x8 array unit still running "
+                        f"({(time.monotonic() - t_stage) / 60:.0f} min into the stage): "
+                        f"{_tool_phase(ecp5_dir)}")
             advance()
     times["stage_s"] = round(time.monotonic() - t_stage, 1)
     metrics = {"gemm": f"{m}x{n}x{k}", "match": not problems, "cycles": res.metrics["cycles"],
