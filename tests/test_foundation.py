@@ -91,3 +91,33 @@ def test_cli_exit_codes(capsys):
     assert e.value.code == 2
     assert main(["run", "--only", "no-such-stage"]) == 2
     assert "unknown stage" in capsys.readouterr().err
+
+
+def test_pyproject_ships_every_package_and_data_file():
+    """A regular (non-editable) install ships only the packages pyproject lists: every folder
+    with an __init__.py, and every data file, must be covered."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    st = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed, data = set(st["packages"]), st["package-data"]
+    missing, unshipped = [], []
+    for name, folder in st["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder)
+            pkg = ".".join((name,) + rel.parts)
+            if "__pycache__" not in rel.parts and pkg not in listed:
+                missing.append(pkg)
+        for f in (root / folder).rglob("*"):
+            if f.suffix not in (".toml", ".json", ".csv") or "__pycache__" in f.parts:
+                continue
+            owner = f.parent
+            while not (owner / "__init__.py").exists():
+                owner = owner.parent
+            pkg = ".".join((name,) + owner.relative_to(root / folder).parts)
+            rel = f.relative_to(owner).as_posix()
+            if not any(fnmatch.fnmatch(rel, pat) for pat in data.get(pkg, []) + data.get("*", [])):
+                unshipped.append(f.relative_to(root).as_posix())
+    assert not missing, f"pyproject [tool.setuptools] packages lacks {missing}"
+    assert not unshipped, f"pyproject package-data does not ship {unshipped}"
