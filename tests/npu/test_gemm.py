@@ -152,6 +152,22 @@ def test_seq_div_latches_operands():
         assert q == a // b, f"seed {SEED}: {a} // {b} gave {q}"
 
 
+@pytest.mark.parametrize("cfg", [
+    NPUConfig(rows=3, cols=5, axi_data_width=64, sp_banks=1, acc_banks=1, sp_kib=8, acc_kib=4),
+    NPUConfig(rows=5, cols=2, axi_data_width=256, sp_banks=8, acc_banks=4, dataflow="both"),
+], ids=["3x5_axi64_1bank", "5x2_axi256_8banks"])
+def test_gemm_configs_verilator(cfg, tmp_path):
+    """Non-square arrays, the 64- and 256-bit AXI ports, one bank and many banks, a small
+    scratchpad (several M blocks): random GEMMs in both dataflows against numpy."""
+    _need("verilator")
+    seed = SEED + cfg.rows * 10 + cfg.cols
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1, 1), (cfg.rows, cfg.cols, 1), (2 * cfg.rows + 1, 3 * cfg.cols - 1, 37),
+              (70, 11, 90)]
+    shapes += [tuple(int(x) for x in rng.integers(1, 40, 3)) for _ in range(2)]
+    _run(cfg, random_gemms(rng, shapes), "verilator", seed, tmp_path, 0.25)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("rc", [(3, 5), (8, 8)])
 def test_gemm_other_arrays_verilator(rc, tmp_path):
