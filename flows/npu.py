@@ -266,6 +266,18 @@ def _tool_phase(step_dir):
     return f"yosys {passes[-1]}" if passes else "yosys"
 
 
+def wait_with_heartbeat(future, step_dir, label, every=60):
+    """``future.result()``, saying every ``every`` seconds what the tools in ``step_dir`` do."""
+    from concurrent.futures import TimeoutError as FuturesTimeout
+    t0 = time.monotonic()
+    while True:
+        try:
+            return future.result(timeout=every)
+        except FuturesTimeout:
+            say(f"      {label}: still running after {(time.monotonic() - t0) / 60:.0f} min "
+                f"({_tool_phase(step_dir)})")
+
+
 def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
     """Synthesize one NPU unit of ``cfg`` for ``target``; returns (metrics, step folder).
 
@@ -302,12 +314,17 @@ def _synth(args):
         raise UsageError(f"--freq: must be 1..1000 MHz, not {args.freq}")
     say(f"synth npu {args.unit} {cfg.rows}x{cfg.cols} ({cfg.dataflow}, {cfg.pe_multiplier} "
         f"multipliers) for {args.target}: this takes minutes")
-    m, d = synth_npu(cfg, args.target, args.freq, unit=args.unit)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        job = pool.submit(synth_npu, cfg, args.target, args.freq, unit=args.unit)
+        m, d = wait_with_heartbeat(job, build_root().joinpath(
+            *synth_step_name(cfg, args.target, args.unit)), f"synth npu {args.unit}")
     m["step_dir"] = str(d)
     if args.json:
         emit_json(m)
     else:
-        keys = (("unit", "cells", "ffs", "transistors_est") if args.target == "generic"
+        keys = (("unit", "cells", "ffs", "memory_bits", "transistors_est")
+                if args.target == "generic"
                 else ("unit", "luts", "ffs", "dsps", "brams", "fmax_mhz"))
         print("  ".join(f"{k}={m.get(k)}" for k in keys))
     return 0
@@ -439,7 +456,6 @@ def _stage(ctx):
     tools are subprocesses), and overlaps the simulation; a run whose Verilog, target, clock
     and flow script are unchanged is reused from build/ (reported as reused)."""
     from concurrent.futures import ThreadPoolExecutor
-    from concurrent.futures import TimeoutError as FuturesTimeout
     from ..hdl.common.verilog import to_verilog
     from ..hdl.npu.config import NPUConfig
     from ..hdl.npu.top import NPUTop
@@ -488,15 +504,8 @@ def _stage(ctx):
                 synth.update([run_synth(t, u)])
                 advance()
         ecp5_dir = build_root().joinpath(*synth_step_name(cfg, "ecp5", "array"))
-        for f in ecp5:
-            while True:   # a heartbeat with the tool's phase: P&R takes minutes
-                try:
-                    synth.update([f.result(timeout=60)])
-                    break
-                except FuturesTimeout:
-                    say(f"      npu: ECP5 synthesis of the 8x8 array unit still running "
-                        f"({(time.monotonic() - t_stage) / 60:.0f} min into the stage): "
-                        f"{_tool_phase(ecp5_dir)}")
+        for f in ecp5:   # a heartbeat with the tool's phase: P&R takes minutes
+            synth.update([wait_with_heartbeat(f, ecp5_dir, "npu: ECP5 of the 8x8 array unit")])
             advance()
     times["stage_s"] = round(time.monotonic() - t_stage, 1)
     metrics = {"gemm": f"{m}x{n}x{k}", "match": not problems, "cycles": res.metrics["cycles"],
