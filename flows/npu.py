@@ -229,11 +229,12 @@ def _synth_key(verilog, target, freq):
     return h.hexdigest()[:20]
 
 
-def synth_step_name(cfg, target, unit):
+def synth_step_name(cfg, target, unit, place=True):
     """(design, step) of a synthesis run: its folder is ``build/<design>/<step>/``."""
     design = (f"npu_{cfg.rows}x{cfg.cols}" + ("" if cfg.dataflow == "both" else f"_{cfg.dataflow}")
               + ("" if cfg.pe_multiplier == "lut" else f"_{cfg.pe_multiplier}"))
-    return design, f"synth_{target}" + ("" if unit == "top" else f"_{unit}")
+    return design, (f"synth_{target}" + ("" if place else "_map")
+                    + ("" if unit == "top" else f"_{unit}"))
 
 
 def _tool_phase(step_dir):
@@ -278,8 +279,10 @@ def wait_with_heartbeat(future, step_dir, label, every=60):
                 f"({_tool_phase(step_dir)})")
 
 
-def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
+def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False, place=True):
     """Synthesize one NPU unit of ``cfg`` for ``target``; returns (metrics, step folder).
+
+    ``place=False``: ECP5 mapping by yosys only (cell counts, no nextpnr, no Fmax).
 
     ``reuse``: when the step folder already holds a successful run of the same key (Verilog,
     target, clock, flow script), return its metrics (with ``reused: True``) instead of
@@ -288,9 +291,9 @@ def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
     from ..hdl.common.verilog import to_verilog
     from .synth import synthesize
     comp, top = synth_unit(cfg, unit)
-    design, step_name = synth_step_name(cfg, target, unit)
+    design, step_name = synth_step_name(cfg, target, unit, place)
     text = to_verilog(comp, top)
-    key = _synth_key(text, target, freq)
+    key = _synth_key(text, target + ("" if place else "-map"), freq)
     prev = build_root() / design / step_name / "metrics.json"
     if reuse and prev.is_file():
         try:
@@ -302,7 +305,7 @@ def synth_npu(cfg, target, freq=150.0, unit="top", reuse=False):
     with Step(design, step_name) as step:
         v = step.path("top.v")
         v.write_text(text)
-        m = synthesize(v, top, target, step, freq_mhz=freq)
+        m = synthesize(v, top, target, step, freq_mhz=freq, place=place)
         m.update(rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, unit=unit,
                  pe_multiplier=cfg.pe_multiplier, key=key)
     return dict(m), step.dir
@@ -446,15 +449,19 @@ def _bench(args):
 
 # ---------------------------------------------------------------- run stage ----------------------
 
-STAGE_SYNTH = (("generic", "top"), ("ecp5", "array"))   # (target, unit) of the run stage
+# (target, unit, place and route) of the run stage: generic gates and the ECP5 mapping of the
+# whole npu_top (a few minutes each, one after the other), and ECP5 place and route of the 8x8
+# array unit for the Fmax (in the background from the start: it takes longest).
+STAGE_SYNTH = (("generic", "top", False), ("ecp5", "top", False), ("ecp5", "array", True))
 
 
 def _stage(ctx):
     """``diestack run`` NPU stage: 8x8 Verilog, a GEMM on Verilator vs numpy, generic synthesis
-    of npu_top and ECP5 place and route of the 8x8 array unit (the Fmax target of issue 2; the
-    whole top takes tens of minutes in nextpnr). The ECP5 run starts first, in a thread (the
-    tools are subprocesses), and overlaps the simulation; a run whose Verilog, target, clock
-    and flow script are unchanged is reused from build/ (reported as reused)."""
+    and ECP5 mapping of npu_top, and ECP5 place and route of the 8x8 array unit (the Fmax
+    target of issue 2; placing and routing the whole top takes about 15 minutes more). The
+    place and route starts first, in a thread (the tools are subprocesses), and overlaps the
+    rest; a run whose Verilog, target, clock and flow script are unchanged is reused from
+    build/ (reported as reused)."""
     from concurrent.futures import ThreadPoolExecutor
     from ..hdl.common.verilog import to_verilog
     from ..hdl.npu.config import NPUConfig
@@ -469,22 +476,24 @@ def _stage(ctx):
     synth, times = {}, {}
     t_stage = time.monotonic()
 
-    def run_synth(target, unit):
+    def run_synth(target, unit, pnr):
+        label = f"{target}_{unit}" + ("_pnr" if pnr else "")
         t0 = time.monotonic()
         try:
-            sm, d = synth_npu(cfg, target, unit=unit, reuse=True)
-            out = {k2: sm.get(k2) for k2 in ("cells", "ffs", "transistors_est", "luts", "dsps",
-                                             "brams", "fmax_mhz") if k2 in sm}
+            sm, d = synth_npu(cfg, target, unit=unit, reuse=True, place=pnr or target != "ecp5")
+            out = {k2: sm.get(k2) for k2 in ("cells", "ffs", "memory_bits", "transistors_est",
+                                             "luts", "lut4", "carries", "dsps", "brams",
+                                             "fmax_mhz") if k2 in sm}
             out.update(unit=unit, reused=bool(sm.get("reused")), step_dir=str(d))
         except Exception as e:   # a tool failure is a failed check of this stage
             out = {"unit": unit, "error": str(e).splitlines()[0] if str(e) else repr(e)}
-        times[f"synth_{target}_s"] = round(time.monotonic() - t0, 1)
-        return target, out
+        times[f"synth_{label}_s"] = round(time.monotonic() - t0, 1)
+        return label, out
 
     with progress("npu: gen, GEMM, synth generic + ECP5", total=2 + len(STAGE_SYNTH)) as advance, \
             ThreadPoolExecutor(max_workers=1) as pool:
-        ecp5 = [pool.submit(run_synth, t, u) for t, u in STAGE_SYNTH if t == "ecp5"]
-        say(f"      npu: ECP5 place and route of the 8x8 array unit started (background)")
+        placed = [pool.submit(run_synth, t, u, pnr) for t, u, pnr in STAGE_SYNTH if pnr]
+        say("      npu: ECP5 place and route of the 8x8 array unit started (background)")
         t0 = time.monotonic()
         verilog = to_verilog(NPUTop(cfg), "npu_top")
         (ctx.out / "npu").mkdir(parents=True, exist_ok=True)
@@ -498,14 +507,15 @@ def _stage(ctx):
         times["gemm_s"] = round(time.monotonic() - t0, 1)
         problems = check(res)
         advance()
-        for t, u in STAGE_SYNTH:
-            if t != "ecp5":
-                say(f"      npu: synthesis {t} of the {u} unit")
-                synth.update([run_synth(t, u)])
+        for t, u, pnr in STAGE_SYNTH:
+            if not pnr:
+                say(f"      npu: {'ECP5 mapping (yosys)' if t == 'ecp5' else 'generic synthesis'}"
+                    f" of npu_{u}")
+                synth.update([run_synth(t, u, pnr)])
                 advance()
         ecp5_dir = build_root().joinpath(*synth_step_name(cfg, "ecp5", "array"))
-        for f in ecp5:   # a heartbeat with the tool's phase: P&R takes minutes
-            synth.update([wait_with_heartbeat(f, ecp5_dir, "npu: ECP5 of the 8x8 array unit")])
+        for f in placed:   # a heartbeat with the tool's phase: P&R takes minutes
+            synth.update([wait_with_heartbeat(f, ecp5_dir, "npu: ECP5 P&R of the 8x8 array unit")])
             advance()
     times["stage_s"] = round(time.monotonic() - t_stage, 1)
     metrics = {"gemm": f"{m}x{n}x{k}", "match": not problems, "cycles": res.metrics["cycles"],
@@ -517,10 +527,12 @@ def _stage(ctx):
           "| metric | value |", "|---|---|"]
     for key in ("cycles", "compute_cycles", "macs", "utilization"):
         md.append(f"| {key} | {metrics[key]} |")
-    for t, sv in synth.items():
+    what = {"generic_top": "generic gates, npu_top",
+            "ecp5_top": "ECP5 mapping (yosys, not placed), npu_top",
+            "ecp5_array_pnr": "ECP5 place and route (nextpnr, 85k), 8x8 array unit"}
+    for label, sv in synth.items():
         shown = ", ".join(f"{k2}={v}" for k2, v in sv.items() if k2 not in ("unit", "step_dir"))
-        md.append(f"| synth {t} ({sv.get('unit')}{' 8x8' if sv.get('unit') == 'array' else ''}) "
-                  f"| {shown} |")
+        md.append(f"| {what.get(label, label)} | {shown} |")
     md.append(f"| stage time | {times['stage_s']} s |")
     ok = not problems and all("error" not in sv for sv in synth.values())
     return {"title": "NPU", "passed": ok, "metrics": metrics, "markdown": "\n".join(md)}
@@ -534,5 +546,5 @@ def register(cli):
              _synth)
     cli.verb("bench", "npu", "NPU cycles vs ideal and SCALE-Sim, simulator speed",
              _bench_configure, _bench)
-    cli.stage("npu", "NPU: generate 8x8, GEMM on Verilator vs numpy, synthesize generic (npu_top) "
-              "+ ECP5 (8x8 array unit)", _stage)
+    cli.stage("npu", "NPU: generate 8x8, GEMM on Verilator vs numpy, synthesize npu_top (generic "
+              "gates, ECP5 mapping) + ECP5 place and route of the 8x8 array unit", _stage)

@@ -73,8 +73,12 @@ def _memory_bits(path):
 
 
 def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", seed=1,
-               timeout=3600):
-    """Synthesize ``top`` from ``verilog_path`` for ``target``; fill ``step.metrics`` and return it."""
+               timeout=3600, place=True):
+    """Synthesize ``top`` from ``verilog_path`` for ``target``; fill ``step.metrics`` and return it.
+
+    ``place=False`` (ecp5): stop after yosys's ECP5 mapping: cell counts (``lut4``, ``carries``,
+    ``ffs``, ``dsps``, ``brams``), no place and route, so no ``luts`` total and no Fmax.
+    """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
     src = step.path("top.v")
@@ -122,6 +126,11 @@ def synthesize(verilog_path, top, target, step, *, freq_mhz=150, device="85k", s
         m["brams"] = int(cells.get("DP16KD", 0))
         m["carries"] = int(cells.get("CCU2C", 0))
         m["distributed_ram"] = int(cells.get("TRELLIS_DPR16X4", 0))
+        m["lut4"] = m["luts"]
+        if not place:
+            del m["luts"]   # the LUT total (carry halves included) is nextpnr's count
+            m["placed"] = False
+            return m
         step.run([nextpnr_cmd(), f"--{device}", "--json", "top_ecp5.json", "--out-of-context",
                   "--freq", str(freq_mhz), "--timing-allow-fail", "--seed", str(seed),
                   "--report", "nextpnr_report.json", "-q", "-l", "nextpnr.log"],

@@ -71,6 +71,15 @@ def test_synth_generic_and_ecp5(mac_verilog, tmp_path):
     assert (tmp_path / "mac" / "synth_ecp5" / "replay.sh").read_text().count("yowasp") == 2
 
 
+def test_synth_ecp5_map_only(mac_verilog, tmp_path):
+    from diestack.flows.synth import synthesize
+    with Step("mac", "synth_ecp5_map", root=tmp_path) as s:
+        e = synthesize(mac_verilog, "mac_top", "ecp5", s, place=False)
+    assert e["ffs"] == 32 and e["dsps"] == 1 and e["lut4"] > 0 and e["placed"] is False
+    assert "fmax_mhz" not in e and "luts" not in e
+    assert "nextpnr" not in (tmp_path / "mac" / "synth_ecp5_map" / "replay.sh").read_text()
+
+
 def test_synth_generic_keeps_memories(tmp_path):
     from diestack.flows.synth import SRAM_TRANSISTORS_PER_BIT, synthesize
     src = tmp_path / "ram_top.v"
