@@ -70,7 +70,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.axi import AXI4LiteSignature
 from .config import NPUConfig
-from .core import exec_cmd_layout, ExecOp
+from .core import exec_cmd_layout, ExecOp, TAG_BITS
 from .dma import rd_cmd_layout, wr_cmd_layout
 from .loop import GemmTiler
 
@@ -106,8 +106,9 @@ class Control(wiring.Component):
     rd_cmd, wr_cmd : Out(stream)
         DMA commands (:mod:`.dma`), with ``rd_done``/``rd_done_tag``/``wr_done``/``dma_error``.
     exe : Out(stream)
-        Core tile commands (:mod:`.core`), with ``core_idle``, ``mac_active``,
-        ``useful_macs_inc`` for the counters.
+        Core tile commands (:mod:`.core`), with ``core_idle``, the core's ``started`` /
+        ``landed`` pulses and their tags (for the tiler), ``mac_active``, ``useful_macs_inc``
+        for the counters.
     """
 
     def __init__(self, cfg, *, serialize=False):
@@ -126,6 +127,10 @@ class Control(wiring.Component):
             "dma_error": In(1),
             "exe": Out(stream.Signature(exec_cmd_layout(cfg))),
             "core_idle": In(1),
+            "core_started": In(1),
+            "core_started_tag": In(TAG_BITS),
+            "core_landed": In(1),
+            "core_landed_tag": In(TAG_BITS),
             "mac_active": In(1),
             "useful_macs_inc": In(range(cfg.rows * cfg.cols + 1)),
         })
@@ -144,7 +149,9 @@ class Control(wiring.Component):
         error = Signal(4)
         done_count = Signal(32)
         busy = Signal()           # dispatcher executing a command
-        perf_clear = Signal()
+        perf_clear = Signal()     # registered: the clear acts the cycle after the write
+        perf_clear_w = Signal()
+        m.d.sync += perf_clear.eq(perf_clear_w)
         cmd_done = Signal()       # a command finished this cycle
         cmd_irq = Signal()
 
@@ -225,7 +232,7 @@ class Control(wiring.Component):
                 with m.Case(REGS["ERROR"] >> 2):
                     m.d.sync += error.eq(error & ~wdata[:4])
                 with m.Case(REGS["PERF_CTRL"] >> 2):
-                    m.d.comb += perf_clear.eq(wdata[0])
+                    m.d.comb += perf_clear_w.eq(wdata[0])
         m.d.comb += [queue.w_data.eq(Cat(*cmd_regs)), queue.w_en.eq(push & queue.w_rdy)]
 
         level = Signal(range(cfg.cmd_queue_depth + 1))
@@ -296,6 +303,8 @@ class Control(wiring.Component):
             tp.c.eq(w[8]), tp.ldc.eq(w[9]), tp.d.eq(w[10]), tp.ldd.eq(w[11]),
             tiler.rd_done.eq(self.rd_done), tiler.rd_done_tag.eq(self.rd_done_tag),
             tiler.wr_done.eq(self.wr_done), tiler.core_idle.eq(self.core_idle),
+            tiler.started.eq(self.core_started), tiler.started_tag.eq(self.core_started_tag),
+            tiler.landed.eq(self.core_landed), tiler.landed_tag.eq(self.core_landed_tag),
         ]
 
         # raw command streams (used when the tiler is not running)

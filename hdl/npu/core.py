@@ -10,6 +10,17 @@ Command semantics (``exe`` stream, one :func:`exec_cmd_layout` payload per tile 
 Let R = ``cfg.rows``, C = ``cfg.cols``. Scratchpad row *r*, byte *e* holds an int8 value;
 accumulator row *r*, lane *j* (bits ``[32j, 32j+32)``) holds an int32.
 
+Command buffer and timing reference
+-----------------------------------
+``exe`` feeds a 2-entry command buffer whose ``ready`` is a register (no combinational path
+from the core's engines back to the command source). A command *starts* when it leaves the
+buffer head, at the earliest :data:`EXE_BUFFER_LATENCY` cycle after it was accepted (later
+while the command ahead of it runs); all timing below counts from the start. ``started``
+pulses in that cycle with the command's ``tag``; ``landed`` pulses with the ``tag`` of a
+COMPUTE (``rows`` >= 1) once its last accumulator write is visible to reads. A command source
+that needs to know when a tile has started or finished counts these pulses (acceptance is not
+start).
+
 ``op = PRELOAD (0)``, ``dataflow = WS (0)``
     Load the B tile into the shadow weight buffer: PE[i][j] gets scratchpad row ``b_addr + i``,
     byte *j*, i.e. row ``b_addr + i`` holds ``B[k0+i][n0 : n0+C]``. Rows ``i >= k_valid`` and
@@ -27,7 +38,7 @@ accumulator row *r*, lane *j* (bits ``[32j, 32j+32)``) holds an int32.
     COMPUTE, its weights become active with this command's first row (a COMPUTE without a new
     PRELOAD reuses the active weights). One A row per cycle. Back-to-back COMPUTEs with the
     PRELOAD of the next tile in between run without bubbles when ``rows >= 2R + 4``: the preload of tile t+1 starts R + 2 cycles
-    after COMPUTE t was accepted (its weights are then active in every PE; the shadow chain is
+    after COMPUTE t started (its weights are then active in every PE; the shadow chain is
     skewed by column like the A rows) and takes R cycles; shorter tiles leave
     ``2R + 4 - rows`` idle cycles (measured on 4x4).
 ``op = COMPUTE (1)``, ``dataflow = OS (1)``
@@ -65,10 +76,16 @@ from amaranth.lib import data
 from .config import NPUConfig
 
 __all__ = ["ExecOp", "Dataflow", "exec_cmd_layout", "sp_write_layout", "acc_write_layout",
-           "acc_read_req_layout", "acc_read_resp_layout", "MAX_ROWS"]
+           "acc_read_req_layout", "acc_read_resp_layout", "MAX_ROWS", "TAG_BITS",
+           "EXE_BUFFER_LATENCY"]
 
 #: Largest ``rows`` (M for WS COMPUTE, K for OS COMPUTE) of one command.
 MAX_ROWS = 4096
+#: Width of the opaque ``tag`` a command carries to ``started_tag`` / ``landed_tag``.
+TAG_BITS = 3
+#: Cycles from a command's acceptance on ``exe`` to its start, when the buffer is empty and
+#: the engines are free (a command waits in the buffer longer while the one ahead runs).
+EXE_BUFFER_LATENCY = 1
 
 
 class ExecOp(enum.IntEnum):
@@ -92,7 +109,8 @@ def exec_cmd_layout(cfg):
     Fields: ``op`` (1 bit, :class:`ExecOp`), ``dataflow`` (1 bit, :class:`Dataflow`),
     ``a_addr``, ``b_addr``, ``a_stride`` (scratchpad rows, ``cfg.sp_addr_width`` bits; a_stride
     is used by OS only), ``acc_addr`` (``cfg.acc_addr_width`` bits), ``rows`` (13 bits, 1..4096),
-    ``k_valid`` (1..R), ``n_valid`` (1..C), ``accumulate`` (1 bit).
+    ``k_valid`` (1..R), ``n_valid`` (1..C), ``accumulate`` (1 bit), ``tag`` (:data:`TAG_BITS`
+    bits, not interpreted by the core: echoed on ``started_tag`` and ``landed_tag``).
     """
     _check_cfg(cfg)
     return data.StructLayout({
@@ -106,6 +124,7 @@ def exec_cmd_layout(cfg):
         "k_valid": unsigned(cfg.rows.bit_length()),
         "n_valid": unsigned(cfg.cols.bit_length()),
         "accumulate": unsigned(1),
+        "tag": unsigned(TAG_BITS),
     })
 
 
@@ -192,11 +211,19 @@ class Core(wiring.Component):
     acc_rd : Out(stream.Signature(acc_read_resp_layout(cfg)))
         Accumulator read-out, in order, one row per cycle.
     exe : In(stream.Signature(exec_cmd_layout(cfg)))
-        Tile commands (PRELOAD / COMPUTE), executed in order.
+        Tile commands (PRELOAD / COMPUTE), executed in order through a 2-entry buffer
+        (``ready`` is a register: high while the buffer has a free entry).
+    started : Out(1), started_tag : Out(TAG_BITS)
+        A command left the buffer and started executing this cycle, with its ``tag``.
+    landed : Out(1), landed_tag : Out(TAG_BITS)
+        The last accumulator write of a COMPUTE (``rows`` >= 1) is visible to reads from this
+        cycle on (3 cycles after it entered the accumulator), with the command's ``tag``;
+        pulses in command order.
     busy, idle : Out(1)
         ``idle``: every accepted command finished and its accumulator writes landed.
     mac_active : Out(1)
-        A row (WS) or K step (OS) entered the array this cycle (R x C MAC slots scheduled).
+        A row (WS) or K step (OS) entered the array (R x C MAC slots scheduled): high 2
+        cycles after the row's issue, for one cycle per row.
     useful_macs_inc : Out(range(R*C+1))
         Useful MACs of that row/step: ``k_valid * n_valid``.
     """
@@ -210,6 +237,10 @@ class Core(wiring.Component):
             "acc_rd_req": In(stream.Signature(acc_read_req_layout(cfg))),
             "acc_rd": Out(stream.Signature(acc_read_resp_layout(cfg))),
             "exe": In(stream.Signature(exec_cmd_layout(cfg))),
+            "started": Out(1),
+            "started_tag": Out(TAG_BITS),
+            "landed": Out(1),
+            "landed_tag": Out(TAG_BITS),
             "busy": Out(1),
             "idle": Out(1),
             "mac_active": Out(1),
@@ -268,7 +299,8 @@ class Core(wiring.Component):
         f1 = Signal(front)
         f2 = Signal(front)         # aligned with the scratchpad read data (latency 2)
         m.d.sync += [f1.eq(f0), f2.eq(f1)]
-        wctl = data.StructLayout({"we": 1, "acc": 1, "addr": accw, "nmask": C, "drain": 1})
+        wctl = data.StructLayout({"we": 1, "acc": 1, "addr": accw, "nmask": C, "drain": 1,
+                                  "last": 1, "tag": TAG_BITS})
         w0 = Signal(wctl)          # pushed into the write-control delay line this cycle (WS)
         w1_os = Signal(wctl)       # OS drain words (into the same delay line, below)
         u_nmask = Signal(C)        # valid columns of the row/step issued this cycle (counters)
@@ -276,7 +308,26 @@ class Core(wiring.Component):
         def masks(n, valid):
             return Cat(*[(valid > i) for i in range(n)])
 
-        cmd = self.exe.payload
+        # ---- command buffer: 2 entries, registered ready ----
+        # The head (q0) feeds the engines; q1 takes a command arriving while the head waits.
+        clay = exec_cmd_layout(cfg)
+        q0 = Signal(clay); q1 = Signal(clay); v0 = Signal(); v1 = Signal()
+        start = Signal()                          # the head command starts this cycle
+        push = Signal()
+        m.d.comb += [self.exe.ready.eq(~v1), push.eq(self.exe.valid & ~v1)]
+        with m.If(start):
+            with m.If(v1):
+                m.d.sync += [q0.eq(q1), v1.eq(0)]
+            with m.Else():
+                m.d.sync += [q0.eq(self.exe.payload), v0.eq(push)]
+        with m.Elif(push):
+            with m.If(v0):
+                m.d.sync += [q1.eq(self.exe.payload), v1.eq(1)]
+            with m.Else():
+                m.d.sync += [q0.eq(self.exe.payload), v0.eq(1)]
+        m.d.comb += [self.started.eq(start), self.started_tag.eq(q0.tag)]
+
+        cmd = q0
         df_ok = Signal()
         any_busy = Signal()
         m.d.comb += df_ok.eq((cmd.dataflow == cur_os) | (~any_busy & (flush == 0)))
@@ -302,14 +353,16 @@ class Core(wiring.Component):
 
             cp_addr = Signal(aw); cp_acc = Signal(accw); cp_rem = Signal(13); cp_flag = Signal()
             cp_kmask = Signal(R); cp_nmask = Signal(C); cp_accum = Signal()
+            cp_tag = Signal(TAG_BITS)
+            cp_one = Signal()                        # registered cp_rem == 1
             cp_last = Signal()
-            m.d.comb += cp_last.eq(cp_busy & (cp_rem == 1))
+            m.d.comb += cp_last.eq(cp_busy & cp_one)
             with m.If(cp_busy):
                 m.d.comb += [sp.ra_en.eq(1), sp.ra_addr.eq(cp_addr),
                              f0.a_valid.eq(1), f0.a_flag.eq(cp_flag), f0.kmask.eq(cp_kmask),
                              u_nmask.eq(cp_nmask), issued.eq(1)]
                 m.d.sync += [cp_addr.eq(cp_addr + 1), cp_acc.eq(cp_acc + 1), cp_rem.eq(cp_rem - 1),
-                             cp_flag.eq(0)]
+                             cp_flag.eq(0), cp_one.eq(cp_rem == 2)]
                 with m.If(cp_last):
                     m.d.sync += cp_busy.eq(0)
             # w0 and w1_os are single unconditional expressions (continuous assigns), not
@@ -318,7 +371,7 @@ class Core(wiring.Component):
             # no inputs at all, so If-driven words stayed X (w0.drain forever) and filled the
             # delay line: X on acc_w.ready, then on m_axi rready (test_gemm Icarus, seed 1).
             m.d.comb += w0.eq(Mux(cp_busy, Cat(Const(1, 1), cp_accum, cp_acc, cp_nmask,
-                                               Const(0, 1)), 0))
+                                               Const(0, 1), cp_one, cp_tag), 0))
 
         # ---- OS engine ----
         os_busy = Signal(); dr_busy = Signal()
@@ -328,6 +381,7 @@ class Core(wiring.Component):
             st_lead = Signal(range(R + 1)); st_addr = Signal(aw); st_rem = Signal(13)
             st_kk = Signal(range(R)); st_buf = Signal()
             os_kmask = Signal(R); os_nmask = Signal(C); os_acc = Signal(accw); os_accum = Signal()
+            os_tag = Signal(TAG_BITS)
             os_gap = Signal(range(R + 2))
             with m.If(os_gap != 0):
                 m.d.sync += os_gap.eq(os_gap - 1)
@@ -357,12 +411,12 @@ class Core(wiring.Component):
                     m.d.sync += [os_busy.eq(0), dr_busy.eq(1), os_gap.eq(R)]
             # drain words: rows R-1 .. 0 of the finished tile
             dr_cnt = Signal(range(R + 1)); dr_addr = Signal(accw); dr_rowok = Signal(R)
-            dr_nmask = Signal(C); dr_accum = Signal()
+            dr_nmask = Signal(C); dr_accum = Signal(); dr_tag = Signal(TAG_BITS)
             with m.If(os_busy & (st_lead == 0) & (st_rem == 1)):
                 m.d.sync += [dr_cnt.eq(R), dr_addr.eq(os_acc + (R - 1)), dr_rowok.eq(os_kmask),
-                             dr_nmask.eq(os_nmask), dr_accum.eq(os_accum)]
+                             dr_nmask.eq(os_nmask), dr_accum.eq(os_accum), dr_tag.eq(os_tag)]
             m.d.comb += w1_os.eq(Mux(dr_busy, Cat(dr_rowok[R - 1], dr_accum, dr_addr, dr_nmask,
-                                                  Const(1, 1)), 0))      # as w0 (see above)
+                                                  Const(1, 1), dr_cnt == 1, dr_tag), 0))  # as w0
             with m.If(dr_busy):
                 m.d.comb += issued.eq(1)
                 m.d.sync += [dr_addr.eq(dr_addr - 1), dr_cnt.eq(dr_cnt - 1), dr_rowok.eq(dr_rowok << 1)]
@@ -373,9 +427,9 @@ class Core(wiring.Component):
 
         # ---- command acceptance (in order) ----
         is_pre = cmd.op == ExecOp.PRELOAD
-        ready = Signal()
-        m.d.comb += self.exe.ready.eq(ready)
-        with m.If(self.exe.valid & df_ok):
+        ready = Signal()                          # the head command may start
+        m.d.comb += start.eq(v0 & ready)
+        with m.If(df_ok):
             with m.If(cmd.dataflow == Dataflow.WS):
                 if has_ws:
                     with m.If(is_pre):
@@ -392,7 +446,7 @@ class Core(wiring.Component):
                         m.d.comb += ready.eq(~os_busy & (os_gap <= cmd.rows))
                 else:
                     m.d.comb += ready.eq(1)
-        with m.If(self.exe.valid & ready):
+        with m.If(start):
             m.d.sync += cur_os.eq(cmd.dataflow if (has_ws and has_os) else int(has_os and not has_ws))
             kmask = masks(R, cmd.k_valid)
             nmask = masks(C, cmd.n_valid)
@@ -404,7 +458,8 @@ class Core(wiring.Component):
                     with m.Elif(cmd.rows != 0):
                         m.d.sync += [cp_busy.eq(1), cp_addr.eq(cmd.a_addr), cp_acc.eq(cmd.acc_addr),
                                      cp_rem.eq(cmd.rows), cp_flag.eq(sh_loaded), cp_kmask.eq(kmask),
-                                     cp_nmask.eq(nmask), cp_accum.eq(cmd.accumulate)]
+                                     cp_nmask.eq(nmask), cp_accum.eq(cmd.accumulate),
+                                     cp_one.eq(cmd.rows == 1), cp_tag.eq(cmd.tag)]
                         with m.If(sh_loaded):
                             m.d.sync += [sh_loaded.eq(0), sw_cnt.eq(R + 2)]
             with m.Else():
@@ -416,7 +471,7 @@ class Core(wiring.Component):
                                      st_lead.eq(R), st_addr.eq(cmd.b_addr), st_rem.eq(cmd.rows),
                                      st_kk.eq(0), st_buf.eq(0), os_kmask.eq(kmask),
                                      os_nmask.eq(nmask), os_acc.eq(cmd.acc_addr),
-                                     os_accum.eq(cmd.accumulate)]
+                                     os_accum.eq(cmd.accumulate), os_tag.eq(cmd.tag)]
 
         # ---- front pipeline stage 2: memory data -> masked registers (+ transposer) ----
         a_reg = Signal(data.ArrayLayout(lane, R))
@@ -452,6 +507,12 @@ class Core(wiring.Component):
         tap_drain = dl[R + 3 + MUL_LATENCY]
         m.d.comb += arr.drain.eq(Mux(cur_os, tap_drain.drain, 0))
         tap = dl[L - 1]
+        # landed: the tap word enters the accumulator, whose 3-stage write is visible to reads
+        # 3 cycles later (accumulator.py)
+        land = [Signal(1 + TAG_BITS, name=f"land{k}") for k in range(3)]
+        m.d.sync += land[0].eq(Cat(tap.last, tap.tag))
+        m.d.sync += [land[k].eq(land[k - 1]) for k in range(1, 3)]
+        m.d.comb += [self.landed.eq(land[2][0]), self.landed_tag.eq(land[2][1:])]
 
         # ---- accumulator writes: array first, then acc_w ----
         m.d.comb += self.acc_w.ready.eq(~tap.we)
@@ -485,12 +546,16 @@ class Core(wiring.Component):
 
         # ---- status and counters ----
         idle = Signal()
-        m.d.comb += idle.eq(~any_busy & (flush == 0) & ~acc.busy)
+        m.d.comb += idle.eq(~v0 & ~any_busy & (flush == 0) & ~acc.busy)
         m.d.comb += [self.idle.eq(idle), self.busy.eq(~idle)]
         # useful MACs of the issued row = popcount(kmask) * popcount(nmask), as a sum (no multiplier)
+        # (two register stages: the popcount, then the sum; outputs 2 cycles after the issue)
         kpop = Signal(range(R + 1))
+        u_valid = Signal()
+        u_kpop = Signal(range(R + 1))
+        u_nm = Signal(C)
         m.d.comb += kpop.eq(sum(f0.kmask[i] for i in range(R)))
-        m.d.sync += [self.mac_active.eq(f0.a_valid),
-                     self.useful_macs_inc.eq(Mux(f0.a_valid,
-                                                 sum(Mux(u_nmask[j], kpop, 0) for j in range(C)), 0))]
+        m.d.sync += [u_valid.eq(f0.a_valid), u_kpop.eq(Mux(f0.a_valid, kpop, 0)), u_nm.eq(u_nmask),
+                     self.mac_active.eq(u_valid),
+                     self.useful_macs_inc.eq(sum(Mux(u_nm[j], u_kpop, 0) for j in range(C)))]
         return m

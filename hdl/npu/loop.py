@@ -34,19 +34,30 @@ finishes without touching memory.
 
 Synchronisation (all by counters, so the three engines run concurrently):
 
-- the loader issues a B chunk into a slot only when the core has taken the commands that freed
-  it (WS, S slots: the PRELOAD of chunk u - S + 2 has been accepted, so the slot's previous
-  PRELOAD, of chunk u - S, has finished reading; OS: the first COMPUTE of chunk u - 1 has been
-  accepted, so every COMPUTE of chunk u - 2 has finished streaming);
-- a block's last COMPUTE starts a landing timer (COMPUTE length + ``Core.write_latency`` + 18
-  cycles, plus 2R in OS for the lead-in and the drain; the core executes commands in order
-  from their acceptance): when it expires the block is complete. The compute engine does not
-  wait: the next block's PRELOAD/COMPUTE follow at once (only blocks shorter than the timer
-  wait for the previous block's timer);
+- the core buffers commands (:mod:`.core`: a command starts after it was accepted, when the
+  one ahead of it allows), so the tiler counts what the core reports, not what it accepted:
+  each command carries a ``tag`` (:data:`XTAG_START`, :data:`XTAG_BLOCK`, :data:`XTAG_MBLOCK`)
+  that the core echoes with its ``started`` and ``landed`` pulses;
+- the loader issues a B chunk into a slot only when the core has started the commands that
+  freed it (WS, S slots: the PRELOAD of chunk u - S + 2 has started, so the slot's previous
+  PRELOAD, of chunk u - S, has finished reading; OS: the first COMPUTE of chunk u - 1 has
+  started, so every COMPUTE of chunk u - 2 has finished streaming);
+- a block is complete when the core reports that its last COMPUTE (tagged
+  :data:`XTAG_BLOCK`) has landed in the accumulator. The compute engine does not wait: the
+  next block's PRELOAD/COMPUTE follow at once;
 - an A block loads into its half when the block two earlier is complete;
 - a D block (``+D``) loads and a block computes into an accumulator half only after the block
   two earlier in that half has been written out (``wr_done``);
 - the writer starts a block once it is complete.
+
+Timing structure (for Fmax, see ``diestack synth npu --unit control``): the progress counters
+are :data:`CNT` bits and compared by their difference modulo 2**CNT (a consumer never passes
+its producer and never trails it by more than a few blocks or chunks); every hand-off condition
+and both DMA request valids are registers, one cycle behind the counters (safe: a condition
+only becomes true later than it could, and an engine ignores it in the cycle after its own
+counter moved); the compute engine spends at least two cycles in CHUNK before each chunk; block
+geometry (rows of the block, valid columns, K rows of the chunk, last-of flags) is kept in
+registers updated from registers (:class:`_Walk`), not derived from m0/n0/k0 each cycle.
 
 Throughput: WS blocks follow each other without bubbles when every COMPUTE has at least
 2R + 4 rows (core.py), so the compute span is about ``M * ceil(N/C) * ceil(K/R)`` cycles.
@@ -63,15 +74,21 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import NPUConfig
-from .core import exec_cmd_layout, ExecOp, Dataflow, MAX_ROWS, Core
+from .core import exec_cmd_layout, ExecOp, Dataflow, MAX_ROWS, TAG_BITS
 from .dma import rd_cmd_layout, wr_cmd_layout
 
-__all__ = ["GemmTiler", "gemm_params_layout", "TAG_A", "TAG_A_LAST", "TAG_B", "TAG_D"]
+__all__ = ["GemmTiler", "gemm_params_layout", "TAG_A", "TAG_A_LAST", "TAG_B", "TAG_D",
+           "XTAG_START", "XTAG_BLOCK", "XTAG_MBLOCK"]
 
 TAG_A, TAG_A_LAST, TAG_B, TAG_D = 0, 1, 2, 3
+# Core command tag bits (echoed by the core on ``started``/``landed``, core.py):
+XTAG_START = 1    # count at start: a WS PRELOAD, or an OS chunk's first COMPUTE (B slot hand-off)
+XTAG_BLOCK = 2    # the last COMPUTE of a (M block, N tile) block: complete when it has landed
+XTAG_MBLOCK = 4   # ... and the last block of an M block (its A half may be reloaded)
 A_ROWS_LOG2 = 1
 A_ROWS_PER_CMD = 1 << A_ROWS_LOG2   # A rows per DMA command: lets B loads slip in between
 WS_B_SLOTS_LOG2 = 3         # 8 B slots of R rows in WS (4 when the scratchpad is small)
+CNT = 8                     # width of the engines' progress counters (compared modulo 2**CNT)
 
 
 def gemm_params_layout(cfg):
@@ -89,6 +106,36 @@ def gemm_params_layout(cfg):
 
 def _min(a, b):
     return Mux(a < b, a, b)
+
+
+class _Walk:
+    """Registered walk over ``total`` items in steps of ``step``: ``cur`` = items in the current
+    step (``min(remaining, step)``), ``last`` (remaining <= step), ``first`` (no advance since
+    the reset). ``total`` and ``step`` are read (registers) only by ``reset()``/``advance()``,
+    which update every output from registers (a subtraction or a comparison each): no chain of
+    subtract -> compare -> mux behind the outputs. ``advance()`` after ``last`` leaves the
+    outputs undefined until the next ``reset()``.
+    """
+
+    def __init__(self, m, name, total, step, width):
+        self._m, self._total, self._step = m, total, step
+        self.nxt = Signal(width + 1, name=f"{name}_nxt")    # remaining after the current step
+        self.cur = Signal(width, name=f"{name}_cur")
+        self.last = Signal(name=f"{name}_last")
+        self.first = Signal(name=f"{name}_first")
+        #: what ``cur`` becomes on ``advance()``
+        self.cur_next = Mux(self.nxt <= step, self.nxt, step)
+
+    def reset(self):
+        t, st = self._total, self._step
+        self._m.d.sync += [self.nxt.eq(t - st), self.cur.eq(Mux(t <= st, t, st)),
+                           self.last.eq(t <= st), self.first.eq(1)]
+
+    def advance(self):
+        st = self._step
+        self._m.d.sync += [self.nxt.eq(self.nxt - st),
+                           self.cur.eq(self.cur_next), self.last.eq(self.nxt <= st),
+                           self.first.eq(0)]
 
 
 class _SeqDiv(wiring.Component):
@@ -170,7 +217,8 @@ class GemmTiler(wiring.Component):
     rd_cmd, wr_cmd : Out(stream)
         To the DMA; ``rd_done``/``rd_done_tag``/``wr_done`` come back from it.
     exe : Out(stream of exec_cmd_layout)
-        To the core; ``core_idle`` comes back.
+        To the core; ``core_idle``, ``started``/``started_tag`` and ``landed``/``landed_tag``
+        (the core's start and landing pulses, :mod:`.core`) come back.
     stall_rd, stall_wr : Out(1)
         Stall causes for the performance counters (see the module docstring).
     """
@@ -197,6 +245,10 @@ class GemmTiler(wiring.Component):
             "wr_done": In(1),
             "exe": Out(stream.Signature(exec_cmd_layout(cfg))),
             "core_idle": In(1),
+            "started": In(1),
+            "started_tag": In(TAG_BITS),
+            "landed": In(1),
+            "landed_tag": In(TAG_BITS),
             "stall_rd": Out(1),
             "stall_wr": Out(1),
         })
@@ -210,12 +262,6 @@ class GemmTiler(wiring.Component):
         acc_half = cfg.acc_rows // 2
         p = Signal(gemm_params_layout(cfg))
 
-        # WS: last row issued ``rows`` cycles after the COMPUTE is accepted, then the core's
-        # write pipeline (Core.write_latency) and the accumulator's own stages; the margin is
-        # that of the core's ``idle`` flush counter (write_latency + 10) plus 8.
-        probe = Core(cfg)                     # only read for its latency, not elaborated
-        probe._MustUse__silence = True
-        land_lat = probe.write_latency + 18
         m.submodules.div = div = _SeqDiv(20)
         m.submodules.mul = mul = _SeqMul(AW, 16)
 
@@ -358,18 +404,31 @@ class GemmTiler(wiring.Component):
                 m.next = "IDLE"
 
         # ---------------- progress counters shared by the engines ------------------------------
-        a_blocks_loaded = Signal(32)   # A blocks fully in the scratchpad
-        b_loaded = Signal(32)          # B chunks in the scratchpad
-        d_loaded = Signal(32)          # D blocks in the accumulator
-        pre_accepted = Signal(32)      # WS PRELOADs accepted by the core
-        os_started = Signal(32)        # OS: chunks whose first COMPUTE was accepted
-        ex_mblocks = Signal(32)        # M blocks fully computed
-        ex_blocks = Signal(32)         # (M block, N tile) blocks fully computed
-        st_blocks = Signal(32)         # blocks written out
+        # Modulo 2**CNT: every comparison is on the difference of two counters whose true
+        # difference is small and never negative (a consumer never passes its producer), so
+        # a CNT-bit difference decides it (no 32-bit carry chains behind the handshakes).
+        # The hand-off conditions are registered (``held``): a condition read one cycle late is
+        # safe when the other side only moves towards it (its producer counters only grow), and
+        # each engine ignores it in the cycle after its own counter moved (``*_chg``).
+        def diff(a, b):
+            return (a - b)[:CNT]
+
+        def held(name, cond):
+            r = Signal(name=name)
+            m.d.sync += r.eq(cond)
+            return r
+
+        a_blocks_loaded = Signal(CNT)   # A blocks fully in the scratchpad
+        b_loaded = Signal(CNT)          # B chunks in the scratchpad
+        d_loaded = Signal(CNT)          # D blocks in the accumulator
+        chunks_started = Signal(CNT)    # WS PRELOADs / OS chunks' first COMPUTEs started
+        ex_mblocks = Signal(CNT)        # M blocks fully computed
+        ex_blocks = Signal(CNT)         # (M block, N tile) blocks fully computed
+        st_blocks = Signal(CNT)         # blocks written out
 
         with m.If(la_go):
             m.d.sync += [a_blocks_loaded.eq(0), b_loaded.eq(0), d_loaded.eq(0),
-                         pre_accepted.eq(0), os_started.eq(0), ex_mblocks.eq(0),
+                         chunks_started.eq(0), ex_mblocks.eq(0),
                          ex_blocks.eq(0), st_blocks.eq(0)]
         with m.Elif(self.rd_done):
             with m.Switch(self.rd_done_tag):
@@ -381,88 +440,93 @@ class GemmTiler(wiring.Component):
                     m.d.sync += d_loaded.eq(d_loaded + 1)
 
         def geometry(prefix):
-            """Block iteration registers: m0, n0 and the derived block sizes."""
-            m0 = Signal(16, name=f"{prefix}_m0")
-            n0 = Signal(16, name=f"{prefix}_n0")
-            mrem = Signal(17, name=f"{prefix}_mrem")
-            nrem = Signal(17, name=f"{prefix}_nrem")
-            mbc = Signal(13, name=f"{prefix}_mbc")
-            nval = Signal(range(C + 1), name=f"{prefix}_nval")
-            m.d.comb += [mrem.eq(p.m - m0), nrem.eq(p.n - n0),
-                         mbc.eq(_min(mrem, mb)), nval.eq(_min(nrem, C))]
-            last_n = nrem <= C
-            last_m = mrem <= mb
-            return m0, n0, mbc, nval, last_n, last_m
+            """Block iteration over M (blocks of mb rows) and N (tiles of C columns)."""
+            wm = _Walk(m, f"{prefix}_m", p.m, mb, 16)
+            wn = _Walk(m, f"{prefix}_n", p.n, C, 16)
+            return wm, wn, wm.cur, wn.cur, wn.last, wm.last
 
         # ---------------- loader A ------------------------------------------------------------
-        la_m0, _, la_mbc, _, _, la_last_m = geometry("la")
-        la_blk = Signal(32)          # M block index
+        la_wm, _, la_mbc, _, _, la_last_m = geometry("la")
+        la_left = Signal(13)         # rows of the block not yet requested
+        la_blk = Signal(CNT)          # M block index
         la_row = Signal(13)          # next row within the block
+        la_local = Signal(SPW)       # its scratchpad row: a_region + (half of la_blk) + la_row
         la_addr = Signal(AW)         # memory address of that row
         la_blk_addr = Signal(AW)
         la_req = Signal()
         la_cmd = Signal(rd_cmd_layout(cfg))
         la_on = Signal()
         with m.If(la_go):
-            m.d.sync += [la_on.eq(1), la_m0.eq(0), la_blk.eq(0), la_row.eq(0),
+            m.d.sync += [la_on.eq(1), la_blk.eq(0), la_row.eq(0), la_left.eq(_min(p.m, mb)),
+                         la_local.eq(a_region),
                          la_addr.eq(p.a), la_blk_addr.eq(p.a)]
+            la_wm.reset()
         la_rows = Signal(13)
-        m.d.comb += la_rows.eq(_min(la_mbc - la_row, A_ROWS_PER_CMD))
-        la_slot_free = (la_blk < 2) | (ex_mblocks + 2 > la_blk)
-        m.d.comb += la_req.eq(la_on & la_slot_free)
+        la_end = Signal()            # this request ends the block
+        m.d.comb += [la_end.eq(la_left <= A_ROWS_PER_CMD),
+                     la_rows.eq(Mux(la_end, la_left, A_ROWS_PER_CMD))]
+        # la_req is a register: the request of the next cycle, from this cycle's state, dropped
+        # for a cycle whenever la_blk / la_on move (or a GEMM starts)
+        la_slot_free = diff(la_blk, ex_mblocks) < 2
         m.d.comb += [
             la_cmd.mem_addr.eq(la_addr), la_cmd.mem_stride.eq(p.lda), la_cmd.rows.eq(la_rows),
             la_cmd.row_bytes.eq(p.k), la_cmd.chunk_bytes.eq(R), la_cmd.to_acc.eq(0),
-            la_cmd.local_addr.eq(a_region + Mux(la_blk[0], a_half, 0) + la_row),
+            la_cmd.local_addr.eq(la_local),
             la_cmd.row_step.eq(1), la_cmd.chunk_step.eq(mb),
-            la_cmd.tag.eq(Mux(la_row + la_rows == la_mbc, TAG_A_LAST, TAG_A)),
+            la_cmd.tag.eq(Mux(la_end, TAG_A_LAST, TAG_A)),
         ]
         la_fire = Signal()
+        m.d.sync += la_req.eq(la_on & la_slot_free & ~la_go & ~(la_fire & la_end))
         with m.If(la_fire):
-            with m.If(la_row + la_rows == la_mbc):
+            with m.If(la_end):
                 nb = la_blk_addr + mb_lda
-                m.d.sync += [la_row.eq(0), la_blk.eq(la_blk + 1), la_m0.eq(la_m0 + mb),
+                m.d.sync += [la_row.eq(0), la_blk.eq(la_blk + 1), la_left.eq(la_wm.cur_next),
+                             la_local.eq(a_region + Mux(la_blk[0], 0, a_half)),
                              la_blk_addr.eq(nb), la_addr.eq(nb)]
+                la_wm.advance()
                 with m.If(la_last_m):
                     m.d.sync += la_on.eq(0)
             with m.Else():
-                m.d.sync += [la_row.eq(la_row + la_rows),
+                m.d.sync += [la_row.eq(la_row + la_rows), la_left.eq(la_left - A_ROWS_PER_CMD),
+                             la_local.eq(la_local + A_ROWS_PER_CMD),
                              la_addr.eq(la_addr + (p.lda << A_ROWS_LOG2))]
 
         # ---------------- loader B / D --------------------------------------------------------
-        lb_m0, lb_n0, lb_mbc, lb_nval, lb_last_n, lb_last_m = geometry("lb")
+        lb_wm, lb_wn, lb_mbc, lb_nval, lb_last_n, lb_last_m = geometry("lb")
+        lb_wk = _Walk(m, "lb_k", p.k, kc, 16)
         lb_on = Signal()
-        lb_blk = Signal(32)          # block index j
-        lb_u = Signal(32)            # B chunk index (global)
-        lb_k0 = Signal(17)
+        lb_blk = Signal(CNT)          # block index j
+        lb_u = Signal(CNT)            # B chunk index (global)
         lb_d_done = Signal()         # D of this block issued
         lb_b_n = Signal(AW)          # B address of column n0
         lb_b_cur = Signal(AW)        # B address of the current chunk
         lb_d_blk = Signal(AW)
         lb_d_cur = Signal(AW)
-        lb_kval = Signal(17)
-        m.d.comb += lb_kval.eq(_min(p.k - lb_k0, kc))
-        lb_last_k = (p.k - lb_k0) <= kc
+        lb_round0 = Signal()         # the first chunk of every slot is not loaded yet
+        lb_slot = Signal(SPW)        # scratchpad row of slot lb_u % S: (lb_u & slot_mask) * bslot
+        lb_kval = lb_wk.cur
+        lb_last_k = lb_wk.last
         with m.If(lb_go):
-            m.d.sync += [lb_on.eq(1), lb_m0.eq(0), lb_n0.eq(0), lb_blk.eq(0), lb_u.eq(0),
-                         lb_k0.eq(0), lb_d_done.eq(~p.has_d), lb_b_n.eq(p.b), lb_b_cur.eq(p.b),
+            lb_wm.reset(); lb_wn.reset(); lb_wk.reset()
+            m.d.sync += [lb_on.eq(1), lb_blk.eq(0), lb_u.eq(0), lb_round0.eq(1), lb_slot.eq(0),
+                         lb_d_done.eq(~p.has_d), lb_b_n.eq(p.b), lb_b_cur.eq(p.b),
                          lb_d_blk.eq(p.d), lb_d_cur.eq(p.d)]
         slot_mask = Mux(p.os, 1, (1 << ws_slots_log2) - 1)
         # WS: slot u % S held chunk u - S, whose PRELOAD has finished reading once the PRELOAD
         # of chunk u - S + 1 was accepted; one chunk of margin: PRELOAD u - S + 2 accepted
-        ws_slot_free = ((lb_u < (1 << ws_slots_log2))
-                        | (pre_accepted + ((1 << ws_slots_log2) - 3) >= lb_u))
+        ws_slot_free = lb_round0 | (diff(lb_u, chunks_started) <= (1 << ws_slots_log2) - 3)
         # OS: chunk u-1 started => every COMPUTE of chunk u-2 finished streaming its B rows
         # (the core accepts an OS COMPUTE only when the previous one has)
-        os_slot_free = (lb_u < 2) | (os_started >= lb_u)
+        os_slot_free = lb_round0 | (diff(lb_u, chunks_started) == 0)
         lb_slot_free = Mux(p.os, os_slot_free, ws_slot_free)
-        lb_half_free = (lb_blk < 2) | (st_blocks + 1 >= lb_blk)
+        lb_half_free = diff(lb_blk, st_blocks) <= 1
         lb_cmd = Signal(rd_cmd_layout(cfg))
-        lb_req = Signal()
+        lb_req = Signal()            # a register, as la_req: dropped for a cycle after a fire
+        lb_req_next = Signal()
         lb_is_d = ~lb_d_done
         with m.If(lb_is_d):
             m.d.comb += [
-                lb_req.eq(lb_on & lb_half_free),
+                lb_req_next.eq(lb_on & lb_half_free),
                 lb_cmd.mem_addr.eq(lb_d_cur), lb_cmd.mem_stride.eq(p.ldd),
                 lb_cmd.rows.eq(lb_mbc), lb_cmd.row_bytes.eq(lb_nval << 2),
                 lb_cmd.chunk_bytes.eq(4 * C), lb_cmd.to_acc.eq(1), lb_cmd.accumulate.eq(0),
@@ -471,33 +535,41 @@ class GemmTiler(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [
-                lb_req.eq(lb_on & lb_slot_free),
+                lb_req_next.eq(lb_on & lb_slot_free),
                 lb_cmd.mem_addr.eq(lb_b_cur), lb_cmd.mem_stride.eq(p.ldb),
                 lb_cmd.rows.eq(lb_kval), lb_cmd.row_bytes.eq(lb_nval),
                 lb_cmd.chunk_bytes.eq(C), lb_cmd.to_acc.eq(0),
-                lb_cmd.local_addr.eq((lb_u & slot_mask) * bslot),
+                lb_cmd.local_addr.eq(lb_slot),
                 lb_cmd.row_step.eq(1), lb_cmd.chunk_step.eq(1), lb_cmd.tag.eq(TAG_B),
             ]
         lb_fire = Signal()
+        m.d.sync += lb_req.eq(lb_req_next & ~lb_go & ~lb_fire)
         with m.If(lb_fire):
             with m.If(lb_is_d):
                 m.d.sync += lb_d_done.eq(1)
             with m.Else():
-                m.d.sync += lb_u.eq(lb_u + 1)
+                m.d.sync += [lb_u.eq(lb_u + 1),
+                             lb_slot.eq(Mux((lb_u & slot_mask) == slot_mask, 0, lb_slot + bslot))]
+                with m.If((lb_u & slot_mask) == slot_mask):
+                    m.d.sync += lb_round0.eq(0)
                 with m.If(lb_last_k):
                     # next block
-                    m.d.sync += [lb_k0.eq(0), lb_blk.eq(lb_blk + 1), lb_d_done.eq(~p.has_d)]
+                    lb_wk.reset()
+                    m.d.sync += [lb_blk.eq(lb_blk + 1), lb_d_done.eq(~p.has_d)]
                     with m.If(lb_last_n):
                         nd = lb_d_blk + mb_ldd
-                        m.d.sync += [lb_n0.eq(0), lb_m0.eq(lb_m0 + mb), lb_b_n.eq(p.b),
+                        lb_wn.reset(); lb_wm.advance()
+                        m.d.sync += [lb_b_n.eq(p.b),
                                      lb_b_cur.eq(p.b), lb_d_blk.eq(nd), lb_d_cur.eq(nd)]
                         with m.If(lb_last_m):
                             m.d.sync += lb_on.eq(0)
                     with m.Else():
-                        m.d.sync += [lb_n0.eq(lb_n0 + C), lb_b_n.eq(lb_b_n + C),
+                        lb_wn.advance()
+                        m.d.sync += [lb_b_n.eq(lb_b_n + C),
                                      lb_b_cur.eq(lb_b_n + C), lb_d_cur.eq(lb_d_cur + 4 * C)]
                 with m.Else():
-                    m.d.sync += [lb_k0.eq(lb_k0 + kc), lb_b_cur.eq(lb_b_cur + kc_ldb)]
+                    lb_wk.advance()
+                    m.d.sync += lb_b_cur.eq(lb_b_cur + kc_ldb)
 
         # B/D first, A in the gaps
         m.d.comb += [lb_fire.eq(lb_req & self.rd_cmd.ready),
@@ -506,82 +578,98 @@ class GemmTiler(wiring.Component):
                      self.rd_cmd.payload.eq(Mux(lb_req, lb_cmd.as_value(), la_cmd.as_value()))]
 
         # ---------------- compute engine -------------------------------------------------------
-        ex_m0, ex_n0, ex_mbc, ex_nval, ex_last_n, ex_last_m = geometry("ex")
+        ex_wm, ex_wn, ex_mbc, ex_nval, ex_last_n, ex_last_m = geometry("ex")
+        ex_wk = _Walk(m, "ex_k", p.k, kc, 16)
+        ex_wg = _Walk(m, "ex_g", ex_mbc, R, 13)     # OS: R-row groups of the block
         ex_on = Signal()
-        ex_blk = Signal(32)
-        ex_mblk = Signal(32)
-        ex_u = Signal(32)
-        ex_k0 = Signal(17)
+        ex_blk = Signal(CNT)
+        ex_mblk = Signal(CNT)
+        ex_u = Signal(CNT)
         ex_kt = Signal(16)            # K chunk index within the block
         ex_a_off = Signal(SPW + 4)    # kt * chunk_a_step
         ex_mt = Signal(13)            # OS: row offset of the R-row group
         ex_guard = Signal(2)
         ex_stall_rd = Signal()
         ex_stall_wr = Signal()
-        ex_kval = Signal(17)
-        m.d.comb += ex_kval.eq(_min(p.k - ex_k0, kc))
-        ex_last_k = (p.k - ex_k0) <= kc
-        ex_first_k = ex_k0 == 0
+        ex_slot = Signal(SPW)        # (ex_u & slot_mask) * bslot
+        ex_kval = ex_wk.cur
+        ex_last_k = ex_wk.last
+        ex_first_k = ex_wk.first
         cmd = self.exe.payload
-        a_base = a_region + Mux(ex_mblk[0], a_half, 0)
+        # a_base + ex_a_off, registered: it is read in PRE/WS/OS, which follow at least two
+        # cycles in CHUNK, where its operands do not move
+        ex_a = Signal(SPW + 4)
+        m.d.sync += ex_a.eq(a_region + Mux(ex_mblk[0], a_half, 0) + ex_a_off)
         acc_base = Mux(ex_blk[0], acc_half, 0)
         with m.If(ex_go):
-            m.d.sync += [ex_on.eq(1), ex_m0.eq(0), ex_n0.eq(0), ex_blk.eq(0), ex_mblk.eq(0),
-                         ex_u.eq(0), ex_k0.eq(0), ex_kt.eq(0), ex_a_off.eq(0), ex_mt.eq(0)]
+            ex_wm.reset(); ex_wn.reset(); ex_wk.reset()
+            m.d.sync += [ex_on.eq(1), ex_blk.eq(0), ex_mblk.eq(0), ex_slot.eq(0),
+                         ex_u.eq(0), ex_kt.eq(0), ex_a_off.eq(0), ex_mt.eq(0)]
 
-        ready_a = a_blocks_loaded > ex_mblk
-        ready_d = ~p.has_d | (d_loaded > ex_blk)
-        ready_b = b_loaded > ex_u
-        half_free = (ex_blk < 2) | (st_blocks + 1 >= ex_blk)
-        m.d.comb += [cmd.dataflow.eq(p.os), cmd.b_addr.eq((ex_u & slot_mask) * bslot),
-                     cmd.n_valid.eq(ex_nval),
-                     cmd.accumulate.eq(p.has_d | ~ex_first_k)]
+        # read in CHUNK only after a settling cycle (ex_u/ex_blk/ex_mblk move in the other states)
+        ready_a = held("ready_a", diff(a_blocks_loaded, ex_mblk) != 0)
+        ready_d = held("ready_d", ~p.has_d | (diff(d_loaded, ex_blk) != 0))
+        ready_b = held("ready_b", diff(b_loaded, ex_u) != 0)
+        half_free = held("half_free", diff(ex_blk, st_blocks) <= 1)
+        ex_settled = Signal()
+
+        def cmd_common():
+            # Assigned in each state that drives the payload, not once outside the FSM: yosys
+            # then writes these fields into the FSM's ``always @*`` block. Alone, each became an
+            # ``always @*`` of its own that Icarus never ran when its input did not change after
+            # time 0 (ex_slot stays 0 for the first chunk): X on b_addr and accumulate.
+            m.d.comb += [cmd.dataflow.eq(p.os), cmd.b_addr.eq(ex_slot),
+                         cmd.n_valid.eq(ex_nval),
+                         cmd.accumulate.eq(p.has_d | ~ex_first_k)]
 
         def next_chunk():
-            m.d.sync += [ex_u.eq(ex_u + 1), ex_mt.eq(0)]
+            m.d.sync += [ex_u.eq(ex_u + 1), ex_mt.eq(0),
+                         ex_slot.eq(Mux((ex_u & slot_mask) == slot_mask, 0, ex_slot + bslot))]
             with m.If(ex_last_k):
                 m.next = "DRAIN"
             with m.Else():
-                m.d.sync += [ex_k0.eq(ex_k0 + kc), ex_kt.eq(ex_kt + 1),
-                             ex_a_off.eq(ex_a_off + chunk_a_step)]
+                ex_wk.advance()
+                m.d.sync += [ex_kt.eq(ex_kt + 1), ex_a_off.eq(ex_a_off + chunk_a_step)]
                 m.next = "CHUNK"
 
-        # Landing timer, started when a block's last COMPUTE has been accepted: when it
-        # expires every accumulator write of the block has landed (the core executes commands
-        # in order from their acceptance; ``land_lat`` covers its issue-to-memory pipeline).
-        # The DRAIN state below may re-arm it in the cycle it expires (its assignment wins).
-        land_cnt = Signal(range(MAX_ROWS + 4 * R + land_lat + 1))
-        land_pend = Signal()
-        land_mlast = Signal()
-        with m.If(land_cnt != 0):
-            m.d.sync += land_cnt.eq(land_cnt - 1)
-        with m.If(land_pend & (land_cnt == 0)):
-            m.d.sync += [ex_blocks.eq(ex_blocks + 1), land_pend.eq(0)]
-            with m.If(land_mlast):
+        # Started / landed pulses from the core (tags set below); la_go clears the counters.
+        with m.If(~la_go):
+            with m.If(self.started & self.started_tag[0]):
+                m.d.sync += chunks_started.eq(chunks_started + 1)
+            with m.If(self.landed & self.landed_tag[1]):
+                m.d.sync += ex_blocks.eq(ex_blocks + 1)
+            with m.If(self.landed & self.landed_tag[2]):
                 m.d.sync += ex_mblocks.eq(ex_mblocks + 1)
 
         with m.FSM(name="exec"):
             with m.State("CHUNK"):
-                with m.If(ex_on):
+                with m.If(ex_on & ~ex_settled):
+                    m.d.sync += ex_settled.eq(1)
+                with m.If(ex_on & ex_settled):
                     need_block = ex_first_k
                     wait_wr = need_block & ~half_free
                     wait_rd = ~ready_b | (need_block & ~(ready_a & ready_d))
                     with m.If(~wait_wr & ~wait_rd):
+                        m.d.sync += ex_settled.eq(0)
                         with m.If(p.os):
+                            ex_wg.reset()
                             m.next = "OS"
                         with m.Else():
                             m.next = "PRE"
                     m.d.comb += [ex_stall_wr.eq(wait_wr), ex_stall_rd.eq(~wait_wr & wait_rd)]
             with m.State("PRE"):
+                cmd_common()
                 m.d.comb += [self.exe.valid.eq(1), cmd.op.eq(ExecOp.PRELOAD),
-                             cmd.k_valid.eq(ex_kval)]
+                             cmd.k_valid.eq(ex_kval), cmd.tag.eq(XTAG_START)]
                 with m.If(self.exe.ready):
-                    m.d.sync += pre_accepted.eq(pre_accepted + 1)
                     m.next = "WS"
             with m.State("WS"):
+                cmd_common()
                 m.d.comb += [self.exe.valid.eq(1), cmd.op.eq(ExecOp.COMPUTE),
-                             cmd.a_addr.eq(a_base + ex_a_off), cmd.acc_addr.eq(acc_base),
-                             cmd.rows.eq(ex_mbc), cmd.k_valid.eq(ex_kval)]
+                             cmd.a_addr.eq(ex_a), cmd.acc_addr.eq(acc_base),
+                             cmd.rows.eq(ex_mbc), cmd.k_valid.eq(ex_kval),
+                             cmd.tag.eq(Mux(ex_last_k, Mux(ex_last_n, XTAG_BLOCK | XTAG_MBLOCK,
+                                                               XTAG_BLOCK), 0))]
                 with m.If(self.exe.ready):
                     if self._serialize:
                         m.next = "SER"
@@ -593,50 +681,52 @@ class GemmTiler(wiring.Component):
                 with m.Elif(self.core_idle):
                     next_chunk()
             with m.State("OS"):
+                cmd_common()
                 m.d.comb += [self.exe.valid.eq(1), cmd.op.eq(ExecOp.COMPUTE),
-                             cmd.a_addr.eq(a_base + ex_a_off + ex_mt), cmd.a_stride.eq(mb),
+                             cmd.a_addr.eq(ex_a + ex_mt), cmd.a_stride.eq(mb),
                              cmd.acc_addr.eq(acc_base + ex_mt), cmd.rows.eq(ex_kval),
-                             cmd.k_valid.eq(_min(ex_mbc - ex_mt, R))]
+                             cmd.k_valid.eq(ex_wg.cur)]
+                os_last = ex_wg.last & ex_last_k
+                m.d.comb += cmd.tag.eq(Cat(ex_wg.first, os_last, os_last & ex_last_n))
                 with m.If(self.exe.ready):
-                    with m.If(ex_mt == 0):
-                        m.d.sync += os_started.eq(os_started + 1)
-                    with m.If(ex_mt + R >= ex_mbc):
+                    ex_wg.advance()
+                    with m.If(ex_wg.last):
                         next_chunk()
                     with m.Else():
                         m.d.sync += ex_mt.eq(ex_mt + R)
             with m.State("DRAIN"):
-                # The block's last COMPUTE has been accepted: start its landing timer and go
-                # on with the next block at once (one timer: a block shorter than the landing
-                # time waits here for the previous block's timer).
-                with m.If(~land_pend | (land_cnt == 0)):
-                    m.d.sync += [land_pend.eq(1), land_mlast.eq(ex_last_n),
-                                 land_cnt.eq(Mux(p.os, ex_kval + (2 * R + land_lat),
-                                                 ex_mbc + land_lat)),
-                                 ex_blk.eq(ex_blk + 1), ex_k0.eq(0), ex_kt.eq(0),
-                                 ex_a_off.eq(0)]
-                    with m.If(ex_last_n):
-                        m.d.sync += [ex_n0.eq(0), ex_m0.eq(ex_m0 + mb), ex_mblk.eq(ex_mblk + 1)]
-                        with m.If(ex_last_m):
-                            m.d.sync += ex_on.eq(0)
-                    with m.Else():
-                        m.d.sync += ex_n0.eq(ex_n0 + C)
-                    m.next = "CHUNK"
+                # The block's last COMPUTE (tagged XTAG_BLOCK) has been accepted: go on with
+                # the next block at once (its completion comes back as a landed pulse).
+                ex_wk.reset()
+                m.d.sync += [ex_blk.eq(ex_blk + 1), ex_kt.eq(0), ex_a_off.eq(0)]
+                with m.If(ex_last_n):
+                    ex_wn.reset(); ex_wm.advance()
+                    m.d.sync += ex_mblk.eq(ex_mblk + 1)
+                    with m.If(ex_last_m):
+                        m.d.sync += ex_on.eq(0)
+                with m.Else():
+                    ex_wn.advance()
+                m.next = "CHUNK"
         with m.If(self.exe.valid & self.exe.ready):
             m.d.sync += ex_guard.eq(3)
 
         # ---------------- writer (mvout) -------------------------------------------------------
-        st_m0, st_n0, st_mbc, st_nval, st_last_n, st_last_m = geometry("st")
+        st_wm, st_wn, st_mbc, st_nval, st_last_n, st_last_m = geometry("st")
         st_on = Signal()
-        st_blk = Signal(32)
+        st_blk = Signal(CNT)
         st_wait = Signal()
         st_c_blk = Signal(AW)
         st_c_cur = Signal(AW)
+        st_chg = Signal()            # st_blk moved last cycle (or a GEMM started)
+        m.d.sync += st_chg.eq(st_go | (st_wait & self.wr_done))
         with m.If(st_go):
-            m.d.sync += [st_on.eq(1), st_m0.eq(0), st_n0.eq(0), st_blk.eq(0), st_wait.eq(0),
+            st_wm.reset(); st_wn.reset()
+            m.d.sync += [st_on.eq(1), st_blk.eq(0), st_wait.eq(0),
                          st_c_blk.eq(p.c), st_c_cur.eq(p.c)]
         wc = self.wr_cmd.payload
         m.d.comb += [
-            self.wr_cmd.valid.eq(st_on & ~st_wait & (ex_blocks > st_blk)),
+            self.wr_cmd.valid.eq(st_on & ~st_wait & ~st_chg
+                                 & held("st_ready", diff(ex_blocks, st_blk) != 0)),
             wc.mem_addr.eq(st_c_cur), wc.mem_stride.eq(p.ldc), wc.rows.eq(st_mbc),
             wc.elems.eq(st_nval), wc.acc_addr.eq(Mux(st_blk[0], acc_half, 0)), wc.acc_step.eq(1),
             wc.mode.eq(p.out_int8), wc.scale.eq(p.scale), wc.shift.eq(p.shift),
@@ -652,10 +742,12 @@ class GemmTiler(wiring.Component):
             m.d.sync += [st_wait.eq(0), st_blocks.eq(st_blocks + 1), st_blk.eq(st_blk + 1)]
             with m.If(st_last_n):
                 nc = st_c_blk + mb_ldc
-                m.d.sync += [st_n0.eq(0), st_m0.eq(st_m0 + mb), st_c_blk.eq(nc), st_c_cur.eq(nc)]
+                st_wn.reset(); st_wm.advance()
+                m.d.sync += [st_c_blk.eq(nc), st_c_cur.eq(nc)]
                 with m.If(st_last_m):
                     m.d.sync += st_on.eq(0)
                     m.d.comb += st_fin.eq(1)
             with m.Else():
-                m.d.sync += [st_n0.eq(st_n0 + C), st_c_cur.eq(st_c_cur + (C << eb_shift))]
+                st_wn.advance()
+                m.d.sync += st_c_cur.eq(st_c_cur + (C << eb_shift))
         return m

@@ -68,6 +68,8 @@ class NPUTop(wiring.Component):
             ctl.rd_done.eq(dma.rd_done), ctl.rd_done_tag.eq(dma.rd_done_tag),
             ctl.wr_done.eq(dma.wr_done), ctl.dma_error.eq(dma.error),
             ctl.core_idle.eq(core.idle), ctl.mac_active.eq(core.mac_active),
+            ctl.core_started.eq(core.started), ctl.core_started_tag.eq(core.started_tag),
+            ctl.core_landed.eq(core.landed), ctl.core_landed_tag.eq(core.landed_tag),
             ctl.useful_macs_inc.eq(core.useful_macs_inc),
             self.irq.eq(ctl.irq),
         ]

@@ -431,3 +431,80 @@ def test_random_programs(n):
         else:
             add_os_gemm(p, M, K, N, stride_extra=rng.randint(0, 2), split=rng.random() < 0.5)
     run_program(p, seed=seed)
+
+
+def test_started_landed_pulses():
+    """The command buffer's report (core.py): ``started`` pulses once per command, in order,
+    with its tag; ``landed`` once per COMPUTE, in order, with its tag, after that command
+    started; and at the last ``landed`` pulse every accumulator row already reads its final
+    value (read at once, no wait for ``idle``), WS and OS, checked against numpy."""
+    seed = _seed(6000)
+    rng = random.Random(seed)
+    cfg = NPUConfig(4, 4, "both", sp_kib=2, acc_kib=2)
+    p = Program(cfg, rng)
+    add_ws_gemm(p, 6, 9, 6, use_d=False)
+    add_os_gemm(p, 5, 7, 5, stride_extra=1, split=True)
+    add_ws_repeat(p, 1)
+    for c in p.cmds:
+        c["tag"] = rng.randrange(8)
+    computes = [i for i, c in enumerate(p.cmds) if c["op"] == ExecOp.COMPUTE]
+    dut = Core(cfg)
+    log = {"started": [], "landed": [], "out": []}
+    # the rows written last (the last COMPUTE's, last row first) are read first
+    last = p.cmds[computes[-1]]
+    first = [last["acc_addr"] + r for r in reversed(range(last["rows"]))]
+    addrs = first + [a for a in sorted(p.expect.rows) if a not in first]
+
+    async def main(ctx):
+        for s in (dut.sp_w, dut.acc_w, dut.exe, dut.acc_rd_req):
+            ctx.set(s.valid, 0)
+        ctx.set(dut.acc_rd.ready, 1)
+        for addr, row in sorted(p.sp.items()):
+            ctx.set(dut.sp_w.valid, 1)
+            ctx.set(dut.sp_w.payload, {"addr": addr, "data": _pack8(row), "mask": (1 << len(row)) - 1})
+            await ctx.tick()
+        ctx.set(dut.sp_w.valid, 0)
+        for addr, vals, accum in p.acc_init:
+            ctx.set(dut.acc_w.valid, 1)
+            ctx.set(dut.acc_w.payload, {"addr": addr, "data": _pack32(vals), "accumulate": accum})
+            await ctx.tick().until(dut.acc_w.ready)
+        ctx.set(dut.acc_w.valid, 0)
+        await ctx.tick()
+        issued, req_i, cyc = 0, 0, 0
+        while len(log["out"]) < len(addrs):
+            cyc += 1
+            assert cyc < 20000, f"seed={seed}: stuck ({len(log['landed'])} landed)"
+            ctx.set(dut.exe.valid, issued < len(p.cmds))
+            if issued < len(p.cmds):
+                ctx.set(dut.exe.payload, p.cmds[issued])
+            reading = len(log["landed"]) == len(computes)
+            ctx.set(dut.acc_rd_req.valid, reading and req_i < len(addrs))
+            if req_i < len(addrs):
+                ctx.set(dut.acc_rd_req.payload, dict(addr=addrs[req_i], mode=0, scale=0, shift=0, relu=0))
+            (_, _, er, st, stt, ld, ldt, rr, rv, rd) = await ctx.tick().sample(
+                dut.exe.ready, dut.started, dut.started_tag, dut.landed, dut.landed_tag,
+                dut.acc_rd_req.ready, dut.acc_rd.valid, dut.acc_rd.payload.data)
+            if issued < len(p.cmds) and er:
+                issued += 1
+            if st:
+                log["started"].append((cyc, stt))
+            if ld:
+                log["landed"].append((cyc, ldt))
+            if reading and req_i < len(addrs) and rr:
+                req_i += 1
+            if rv:
+                log["out"].append(rd)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(main)
+    sim.run()
+    assert [t for _, t in log["started"]] == [c["tag"] for c in p.cmds], f"seed={seed}: started tags"
+    assert [t for _, t in log["landed"]] == [p.cmds[i]["tag"] for i in computes], \
+        f"seed={seed}: landed tags"
+    for (lc, _), i in zip(log["landed"], computes):
+        assert lc > log["started"][i][0], f"seed={seed}: command {i} landed before it started"
+    for a, word in zip(addrs, log["out"]):
+        got, exp = _unpack32(word, cfg.cols), p.expect.read(a)
+        assert np.array_equal(got, exp), \
+            f"seed={seed}: acc row {a} read at the last landed pulse: {got.tolist()} != {exp.tolist()}"
