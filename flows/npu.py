@@ -491,7 +491,7 @@ def _stage(ctx):
         return label, out
 
     with progress("npu: gen, GEMM, synth generic + ECP5", total=2 + len(STAGE_SYNTH)) as advance, \
-            ThreadPoolExecutor(max_workers=1) as pool:
+            ThreadPoolExecutor(max_workers=2) as pool:
         placed = [pool.submit(run_synth, t, u, pnr) for t, u, pnr in STAGE_SYNTH if pnr]
         say("      npu: ECP5 place and route of the 8x8 array unit started (background)")
         t0 = time.monotonic()
@@ -511,7 +511,9 @@ def _stage(ctx):
             if not pnr:
                 say(f"      npu: {'ECP5 mapping (yosys)' if t == 'ecp5' else 'generic synthesis'}"
                     f" of npu_{u}")
-                synth.update([run_synth(t, u, pnr)])
+                job = pool.submit(run_synth, t, u, pnr)
+                synth.update([wait_with_heartbeat(job, build_root().joinpath(
+                    *synth_step_name(cfg, t, u, place=t != "ecp5")), f"npu: {t} of npu_{u}")])
                 advance()
         ecp5_dir = build_root().joinpath(*synth_step_name(cfg, "ecp5", "array"))
         for f in placed:   # a heartbeat with the tool's phase: P&R takes minutes
