@@ -239,7 +239,7 @@ def synth_step_name(cfg, target, unit, place=True):
 
 def _tool_phase(step_dir):
     """What a running ECP5 synthesis step is doing, from the tail of its tool logs."""
-    def tail(path, size=16384):
+    def tail(path, size=1 << 18):
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, f.seek(0, 2) - size))
