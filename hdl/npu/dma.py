@@ -31,7 +31,8 @@ AXI behaviour
   beats and never crossing a 4 KiB boundary. One row is one or more bursts (a row is never merged
   with the next one).
 - Reads: all reads use ID 0, so the subordinate returns them in order; up to
-  ``max_reads_in_flight`` read bursts are outstanding. Commands are pipelined: the address
+  ``max_reads_in_flight`` read bursts are outstanding. The address issuer takes 2 cycles per
+  row that is one burst (align and size, then AR), one more per further burst of a row. Commands are pipelined: the address
   issuer moves on to the next command while the data of the previous one still arrives.
 - Writes: ID 0, one burst's AW and W issued together; a write command completes (``wr_done``)
   when every B response of it has arrived.
@@ -216,12 +217,19 @@ class Dma(wiring.Component):
             m.d.sync += r_completed.eq(r_completed + 1)
         m.d.comb += inflight.eq(ar_issued - r_completed)
 
-        # per row: one cycle to align the row, one to size each burst, then the burst's AR
+        # per row: one cycle to align the row and size its first burst, then the burst's AR
+        # (2 cycles per one-burst row: B rows of one beat need that rate); a later burst of the
+        # same row is sized in a cycle of its own
+        row_beats = Signal.like(ar_beats)
+        row_4k = Signal(range(4096 // W + 1))
+        m.d.comb += [row_beats.eq((ar_addr[:LW] + ar_rbytes + (W - 1)) >> LW),
+                     row_4k.eq((4096 - Cat(Const(0, LW), ar_addr[LW:12])) >> LW)]
         with m.If(ar_busy & ar_rowstart):
             m.d.sync += [
                 ar_cur.eq(Cat(Const(0, LW), ar_addr[LW:])),
-                ar_beats.eq((ar_addr[:LW] + ar_rbytes + (W - 1)) >> LW),
-                ar_rowstart.eq(0), ar_bok.eq(0),
+                ar_beats.eq(row_beats),
+                ar_blen.eq(_min(_min(row_beats, 256), row_4k)),
+                ar_rowstart.eq(0), ar_bok.eq(1),
             ]
         with m.Elif(ar_busy & ~ar_bok):
             m.d.sync += [ar_blen.eq(blen), ar_bok.eq(1)]
