@@ -36,6 +36,24 @@ def _pack32(vals):
     return sum((int(v) & 0xFFFFFFFF) << (32 * i) for i, v in enumerate(vals))
 
 
+async def _load_program(ctx, dut, p, rd_ready):
+    """Idle every input stream, then write the program's scratchpad rows and accumulator
+    initial rows through the core's write ports."""
+    for s in (dut.sp_w, dut.acc_w, dut.exe, dut.acc_rd_req):
+        ctx.set(s.valid, 0)
+    ctx.set(dut.acc_rd.ready, rd_ready)
+    for addr, row in sorted(p.sp.items()):
+        ctx.set(dut.sp_w.valid, 1)
+        ctx.set(dut.sp_w.payload, {"addr": addr, "data": _pack8(row), "mask": (1 << len(row)) - 1})
+        await ctx.tick()
+    ctx.set(dut.sp_w.valid, 0)
+    for addr, vals, accum in p.acc_init:
+        ctx.set(dut.acc_w.valid, 1)
+        ctx.set(dut.acc_w.payload, {"addr": addr, "data": _pack32(vals), "accumulate": accum})
+        await ctx.tick().until(dut.acc_w.ready)
+    ctx.set(dut.acc_w.valid, 0)
+
+
 def _unpack32(word, n):
     out = []
     for i in range(n):
@@ -242,19 +260,7 @@ def run_program(p, *, reads=True, rq_params=None, seed=0):
                 trace.append((cyc, u))
 
     async def main(ctx):
-        for s in (dut.sp_w, dut.acc_w, dut.exe, dut.acc_rd_req):
-            ctx.set(s.valid, 0)
-        ctx.set(dut.acc_rd.ready, 0)
-        for addr, row in sorted(p.sp.items()):
-            ctx.set(dut.sp_w.valid, 1)
-            ctx.set(dut.sp_w.payload, {"addr": addr, "data": _pack8(row), "mask": (1 << len(row)) - 1})
-            await ctx.tick()
-        ctx.set(dut.sp_w.valid, 0)
-        for addr, vals, accum in p.acc_init:
-            ctx.set(dut.acc_w.valid, 1)
-            ctx.set(dut.acc_w.payload, {"addr": addr, "data": _pack32(vals), "accumulate": accum})
-            await ctx.tick().until(dut.acc_w.ready)
-        ctx.set(dut.acc_w.valid, 0)
+        await _load_program(ctx, dut, p, rd_ready=0)
         t0 = time.time()
         for c in p.cmds:
             ctx.set(dut.exe.valid, 1)
@@ -456,19 +462,7 @@ def test_started_landed_pulses():
     addrs = first + [a for a in sorted(p.expect.rows) if a not in first]
 
     async def main(ctx):
-        for s in (dut.sp_w, dut.acc_w, dut.exe, dut.acc_rd_req):
-            ctx.set(s.valid, 0)
-        ctx.set(dut.acc_rd.ready, 1)
-        for addr, row in sorted(p.sp.items()):
-            ctx.set(dut.sp_w.valid, 1)
-            ctx.set(dut.sp_w.payload, {"addr": addr, "data": _pack8(row), "mask": (1 << len(row)) - 1})
-            await ctx.tick()
-        ctx.set(dut.sp_w.valid, 0)
-        for addr, vals, accum in p.acc_init:
-            ctx.set(dut.acc_w.valid, 1)
-            ctx.set(dut.acc_w.payload, {"addr": addr, "data": _pack32(vals), "accumulate": accum})
-            await ctx.tick().until(dut.acc_w.ready)
-        ctx.set(dut.acc_w.valid, 0)
+        await _load_program(ctx, dut, p, rd_ready=1)
         await ctx.tick()
         issued, req_i, cyc = 0, 0, 0
         while len(log["out"]) < len(addrs):
