@@ -458,7 +458,7 @@ STAGE_SYNTH = (("generic", "top", False), ("ecp5", "top", False), ("ecp5", "arra
 def _stage(ctx):
     """``diestack run`` NPU stage: 8x8 Verilog, a GEMM on Verilator vs numpy, generic synthesis
     and ECP5 mapping of npu_top, and ECP5 place and route of the 8x8 array unit (the Fmax
-    target of issue 2; placing and routing the whole top takes about 15 minutes more). The
+    target of issue 2; placing and routing the whole top took 51 minutes here). The
     place and route starts first, in a thread (the tools are subprocesses), and overlaps the
     rest; a run whose Verilog, target, clock and flow script are unchanged is reused from
     build/ (reported as reused)."""
