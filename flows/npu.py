@@ -190,7 +190,8 @@ def _synth_configure(p):
     p.add_argument("--unit", choices=SYNTH_UNITS, default="top",
                    help="what to synthesize: the systolic array unit (PE grid + skew + deskew, "
                         "registered at its boundary), the core (array + scratchpad + accumulator "
-                        "+ sequencer) or the whole npu_top (default)")
+                        "+ sequencer), the AXI DMA, the control unit (AXI-Lite registers, queue, "
+                        "tiler) or the whole npu_top (default)")
     p.add_argument("--multiplier", choices=("lut", "dsp"), default="lut",
                    help="PE multiplier: pipelined LUT shift-and-add or DSP (MULT18X18D on ECP5)")
     p.add_argument("--freq", type=float, default=150.0, help="nextpnr target MHz (ecp5)")
