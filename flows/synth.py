@@ -13,7 +13,7 @@ metrics:
   The design is not flattened and ABC runs a short script (``strash; dc2; map``, see
   :data:`GENERIC_ABC_SCRIPT`), because ABC's default script starts with ``&fraig``, a SAT sweep
   that did not finish in 30 minutes on the NPU's requantizer (32 wide multipliers) flattened
-  into npu_top. With this script the 8x8 npu_top takes about 3 minutes. The counts are an area
+  into npu_top. With this script the 8x8 npu_top takes 2 to 3 minutes. The counts are an area
   estimate, not a tuned netlist.
 - ecp5: ``dsps``, ``brams``, ``carries`` from yosys ``synth_ecp5``; ``luts`` (LUT4s, carry
   halves included, as nextpnr's TRELLIS_COMB count), ``ffs``, ``fmax_mhz`` and utilisation from
