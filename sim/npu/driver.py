@@ -35,7 +35,7 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 from ...hdl.npu.control import (REGS, CMD_WORDS, OP_GEMM, OP_CONFIG, OP_MVIN, OP_MVOUT,
                                 OP_COMPUTE, OP_PRELOAD, OP_FENCE, NPU_ID)
 
-__all__ = ["NPUDriver", "start_npu", "gemm_words", "config_words", "fence_words", "mvin_words", "mvout_words",
+__all__ = ["NPUDriver", "start_npu", "axi_ram", "gemm_words", "config_words", "fence_words", "mvin_words", "mvout_words",
            "preload_words", "compute_words", "PERF_NAMES"]
 
 PERF_NAMES = ("cycles", "compute_span", "compute_cycles", "macs", "stall_dma_read",
@@ -255,6 +255,20 @@ def _pauser(rng, p):
         yield rng.random() < p
 
 
+def axi_ram(dut, prefix, size, backpressure, rng):
+    """cocotbext-axi's AxiRam of ``size`` bytes on the AXI4 manager port ``prefix`` of ``dut``,
+    its log quiet, every channel paused with probability ``backpressure`` (each channel's
+    pauses drawn from its own generator, seeded from ``rng``)."""
+    ram = AxiRam(AxiBus.from_prefix(dut, prefix, bus_separator="__"), dut.clk, dut.rst,
+                 size=size)
+    logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+    if backpressure > 0:
+        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                   ram.read_if.ar_channel, ram.read_if.r_channel):
+            ch.set_pause_generator(_pauser(random.Random(rng.random()), backpressure))
+    return ram
+
+
 async def start_npu(dut, ram_size, backpressure, rng):
     """Bring up ``npu_top`` in cocotb: AXI-Lite inputs idle from time 0 (Icarus is 4-state),
     a 100 MHz clock, the X watchdog under Icarus, cocotbext-axi's AxiRam of ``ram_size`` bytes
@@ -268,14 +282,8 @@ async def start_npu(dut, ram_size, backpressure, rng):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     if "icarus" in cocotb.SIM_NAME.lower():     # 4-state: name the first X on a control output
         cocotb.start_soon(x_watchdog(dut, dut.clk))
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst,
-                 size=ram_size)
-    logging.getLogger("cocotb.npu_top.m_axi").setLevel(logging.WARNING)
+    ram = axi_ram(dut, "m_axi", ram_size, backpressure, rng)
     logging.getLogger("cocotb.npu_top.s_axil").setLevel(logging.WARNING)
-    if backpressure > 0:
-        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                   ram.read_if.ar_channel, ram.read_if.r_channel):
-            ch.set_pause_generator(_pauser(random.Random(rng.random()), backpressure))
     drv = NPUDriver(dut, dut.clk, dut.rst)
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0

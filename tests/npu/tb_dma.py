@@ -21,7 +21,6 @@ accumulator read request appended in the same cycle was popped at once and never
 """
 
 import json
-import logging
 import os
 import random
 from pathlib import Path
@@ -30,10 +29,10 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
 
 from diestack.hdl.npu.config import NPUConfig
 from diestack.hdl.npu.dma import rd_cmd_layout, wr_cmd_layout
+from diestack.sim.npu.driver import axi_ram
 from diestack.sim.npu.packing import pack, unpack
 from diestack.hdl.npu.core import acc_read_req_layout
 
@@ -44,11 +43,6 @@ def hi(sig):
     """Signal is 1 (an undefined value in a 4-state simulator counts as 0)."""
     v = sig.value
     return v.is_resolvable and int(v) == 1
-
-
-def pauser(rng, p):
-    while True:
-        yield rng.random() < p
 
 
 def expected_mvin(mem, c, cfg):
@@ -133,13 +127,7 @@ async def dma_random(dut):
         getattr(dut, s).value = 0
     dut.rst.value = 1
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst,
-                 size=MEM + 8192)
-    logging.getLogger("cocotb.dma_top.m_axi").setLevel(logging.WARNING)
-    p = spec.get("pause", 0.3)
-    for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-               ram.read_if.ar_channel, ram.read_if.r_channel):
-        ch.set_pause_generator(pauser(random.Random(rng.random()), p))
+    ram = axi_ram(dut, "m_axi", MEM + 8192, spec.get("pause", 0.3), rng)
     image = np.frombuffer(rng.randbytes(MEM + 8192), np.uint8).copy()
     ram.write(0, image.tobytes())
     for _ in range(3):
